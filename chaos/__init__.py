@@ -1,0 +1,1 @@
+"""Fault injection, workloads, history checkers and scenarios for Rafka clusters."""

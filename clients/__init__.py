@@ -1,0 +1,1 @@
+"""Rafka's client API: Producer, Consumer and Admin (sync and asyncio)."""

@@ -1,0 +1,217 @@
+"""Network fault injection for every gRPC client and server in a process.
+
+Each Rafka process (broker, controller, consumer actor, client) has one `FaultTable`. Every
+channel the project opens carries `client_interceptors(peer)`, and every server carries
+`server_interceptors()`, so the table decides, per call, whether a call to or from a given peer is
+dropped (fails with UNAVAILABLE, as a cut link would after its timeout) or delayed. Chaos sets the
+tables of the processes on both sides of a link to build partitions (symmetric or one-way) and slow
+links; `heal()` clears them.
+
+Peers are named by node name (`broker-2`, `controller-1`, `consumer-x`) or by address
+(`127.0.0.1:40123`). Clients stamp their own node name on every call (`rafka-from` metadata) so the
+server side can match incoming calls by name: a caller's source port says nothing about who it is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+
+log = logging.getLogger(__name__)
+
+FROM_METADATA_KEY = "rafka-from"
+
+
+@dataclass(frozen=True, slots=True)
+class LinkFault:
+    """What happens to calls on one direction of a link."""
+
+    drop: bool = False
+    delay_ms: int = 0
+
+
+class FaultTable:
+    """The per-process table of link faults, keyed by peer name or address."""
+
+    def __init__(self, local_name: str = "") -> None:
+        self.local_name = local_name
+        self._outgoing: dict[str, LinkFault] = {}
+        self._incoming: dict[str, LinkFault] = {}
+
+    def set_outgoing(self, peer: str, fault: LinkFault) -> None:
+        """Calls this process makes to `peer`."""
+        self._outgoing[peer] = fault
+        log.info("[%s] fault on calls to %s: %s", self.local_name, peer, fault)
+
+    def set_incoming(self, peer: str, fault: LinkFault) -> None:
+        """Calls `peer` makes to this process."""
+        self._incoming[peer] = fault
+        log.info("[%s] fault on calls from %s: %s", self.local_name, peer, fault)
+
+    def isolate_from(self, peers: Iterable[str]) -> None:
+        """Drop every call to and from each of `peers` (one side of a partition)."""
+        for peer in peers:
+            self.set_outgoing(peer, LinkFault(drop=True))
+            self.set_incoming(peer, LinkFault(drop=True))
+
+    def heal(self) -> None:
+        self._outgoing.clear()
+        self._incoming.clear()
+        log.info("[%s] all link faults healed", self.local_name)
+
+    def outgoing(self, *peers: str) -> LinkFault | None:
+        for peer in peers:
+            fault = self._outgoing.get(peer)
+            if fault is not None:
+                return fault
+        return None
+
+    def incoming(self, peer: str) -> LinkFault | None:
+        return self._incoming.get(peer)
+
+    def describe(self) -> dict[str, dict[str, dict[str, Any]]]:
+        return {
+            "outgoing": {p: {"drop": f.drop, "delay_ms": f.delay_ms}
+                         for p, f in sorted(self._outgoing.items())},
+            "incoming": {p: {"drop": f.drop, "delay_ms": f.delay_ms}
+                         for p, f in sorted(self._incoming.items())},
+        }
+
+
+# One table per process: shells and clients share it, and chaos reaches it through actor methods.
+FAULTS = FaultTable()
+
+
+async def _apply_outgoing(table: FaultTable, names: tuple[str, ...], method: str) -> None:
+    fault = table.outgoing(*names)
+    if fault is None:
+        return
+    if fault.delay_ms:
+        await asyncio.sleep(fault.delay_ms / 1000)
+    if fault.drop:
+        # The caller sees what an unreachable peer gives: UNAVAILABLE.
+        raise grpc.aio.AioRpcError(
+            grpc.StatusCode.UNAVAILABLE,
+            grpc.aio.Metadata(),
+            grpc.aio.Metadata(),
+            details=f"fault injection: call {method} to {names[0]} dropped",
+        )
+
+
+def _with_from(details: grpc.aio.ClientCallDetails, local_name: str) -> grpc.aio.ClientCallDetails:
+    metadata = grpc.aio.Metadata()
+    for key, value in details.metadata or ():
+        metadata.add(key, value)
+    if local_name:
+        metadata.add(FROM_METADATA_KEY, local_name)
+    return grpc.aio.ClientCallDetails(
+        method=details.method,
+        timeout=details.timeout,
+        metadata=metadata,
+        credentials=details.credentials,
+        wait_for_ready=details.wait_for_ready,
+    )
+
+
+class _UnaryUnaryFaults(grpc.aio.UnaryUnaryClientInterceptor):
+    def __init__(self, table: FaultTable, names: tuple[str, ...]) -> None:
+        self._table = table
+        self._names = names
+
+    async def intercept_unary_unary(
+        self, continuation: Callable[..., Any], client_call_details: grpc.aio.ClientCallDetails,
+        request: Any,
+    ) -> Any:
+        await _apply_outgoing(self._table, self._names, _method_name(client_call_details))
+        return await continuation(_with_from(client_call_details, self._table.local_name), request)
+
+
+class _UnaryStreamFaults(grpc.aio.UnaryStreamClientInterceptor):
+    def __init__(self, table: FaultTable, names: tuple[str, ...]) -> None:
+        self._table = table
+        self._names = names
+
+    async def intercept_unary_stream(
+        self, continuation: Callable[..., Any], client_call_details: grpc.aio.ClientCallDetails,
+        request: Any,
+    ) -> Any:
+        await _apply_outgoing(self._table, self._names, _method_name(client_call_details))
+        return await continuation(_with_from(client_call_details, self._table.local_name), request)
+
+
+def _method_name(details: grpc.aio.ClientCallDetails) -> str:
+    method = details.method
+    return method.decode() if isinstance(method, bytes) else str(method)
+
+
+def client_interceptors(
+    peer: str, address: str = "", table: FaultTable | None = None
+) -> list[grpc.aio.ClientInterceptor]:
+    """Interceptors for a channel to `peer` (its node name) at `address`."""
+    names = tuple(n for n in (peer, address) if n)
+    chosen = table if table is not None else FAULTS
+    return [_UnaryUnaryFaults(chosen, names), _UnaryStreamFaults(chosen, names)]
+
+
+class _ServerFaults(grpc.aio.ServerInterceptor):
+    def __init__(self, table: FaultTable) -> None:
+        self._table = table
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        caller = ""
+        for key, value in handler_call_details.invocation_metadata or ():
+            if key == FROM_METADATA_KEY:
+                caller = value if isinstance(value, str) else value.decode()
+        fault = self._table.incoming(caller) if caller else None
+        if fault is None or handler is None:
+            return handler
+        return _faulty_handler(handler, fault, caller, handler_call_details.method)
+
+
+def _faulty_handler(
+    handler: grpc.RpcMethodHandler, fault: LinkFault, caller: str, method: str
+) -> grpc.RpcMethodHandler:
+    async def before(context: grpc.aio.ServicerContext) -> None:
+        if fault.delay_ms:
+            await asyncio.sleep(fault.delay_ms / 1000)
+        if fault.drop:
+            await context.abort(
+                grpc.StatusCode.UNAVAILABLE, f"fault injection: call {method} from {caller} dropped"
+            )
+
+    if handler.unary_unary is not None:
+        inner_uu = handler.unary_unary
+
+        async def unary_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            await before(context)
+            return await inner_uu(request, context)
+
+        return grpc.unary_unary_rpc_method_handler(
+            unary_unary, handler.request_deserializer, handler.response_serializer
+        )
+    if handler.unary_stream is not None:
+        inner_us = handler.unary_stream
+
+        async def unary_stream(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            await before(context)
+            async for item in inner_us(request, context):
+                yield item
+
+        return grpc.unary_stream_rpc_method_handler(
+            unary_stream, handler.request_deserializer, handler.response_serializer
+        )
+    return handler  # streaming requests are not used by Rafka's services
+
+
+def server_interceptors(table: FaultTable | None = None) -> list[grpc.aio.ServerInterceptor]:
+    return [_ServerFaults(table if table is not None else FAULTS)]
