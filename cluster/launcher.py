@@ -1,0 +1,838 @@
+"""`LocalCluster` and `rafka cluster up|status|down`: a Rafka cluster as named Ray actors.
+
+Theory of operation
+-------------------
+A composition root (STYLE §2): it may import every package. Ray gives placement, lifecycle and
+discovery; all data moves over gRPC between the actors (DESIGN.md, "Processes and transport").
+
+`LocalCluster` is a context manager:
+
+    with LocalCluster(controllers=3, name="demo") as cluster:
+        leader = cluster.wait_for_leader(timeout_s=10)
+        cluster.kill_controller(leader)          # ray.kill: immediate process death
+        cluster.restart_controller(leader)       # same name, id, data dir and port
+
+`start()`:
+1. Ray: reuse the Ray already initialised in this process (tests share one per session), else
+   join `address=`, else start a private local instance (`address="local"`, so a `ray start`
+   head of someone else on this machine is never joined by accident). Only a Ray this object
+   started is shut down by `close()`.
+2. Ports: one free 127.0.0.1 port per controller is picked up front and kept for the cluster's
+   life. A restarted controller binds the same port, so the voter map {id: address} never
+   changes and the other voters need not learn anything (Raft membership is fixed at start).
+3. Spawn `ControllerActor` as `controller-<id>` in namespace `rafka-<name>` (`num_cpus=0`,
+   `max_restarts=0`; `lifetime="detached"` only for `rafka cluster up`), `start()` all (bind),
+   then `start_raft(voters)` all, then wait (with a deadline) for an elected leader.
+4. Write `<data-dir>/cluster.json` (name, namespace, controllers, brokers, Ray address).
+
+`close()` (also on error inside `start()` or the `with` body): `stop(grace_s)` on every actor
+with a deadline, then `ray.kill(no_restart=True)`; removes the data dir only if it created it.
+
+The leader, as the launcher sees it (`controller_leader()`): the controller that says it is the
+leader at term T, where T is the highest term that a majority of voters agree on (same term,
+same leader). A dead leader that followers still remember does not count, nor does a stale
+leader cut off in a minority.
+
+Brokers come with the broker issue: `brokers=` is accepted and recorded, and the broker issue
+adds `bootstrap_servers`, `broker_ids`, `kill_broker` and `restart_broker` beside the
+controller methods (see the `# ---- brokers` section).
+
+The CLI (`cluster_up`, `cluster_status`, `cluster_down`, called by cluster/cli.py) keeps the
+cluster alive after the command exits: detached actors need a Ray instance that outlives the
+driver, so without `--address` `cluster up` starts its own head with `ray start --head --block`
+in a new session (its own `--temp-dir` and GCS port, so it neither collides with nor becomes the
+default for any other Ray on the machine), records the head's pid in cluster.json, and
+`cluster down` stops exactly that process group.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, cast
+
+import ray
+from ray.actor import ActorHandle
+
+from controller.controller_actor import ControllerActor
+
+log = logging.getLogger(__name__)
+
+CLUSTER_FILE = "cluster.json"
+DEFAULT_DATA_ROOT = ".rafka"  # `rafka cluster up` without --data-dir: ./.rafka/<name>
+RAY_HEAD_START_TIMEOUT_S = 60.0
+
+Handle = ActorHandle[Any]  # a ControllerActor (later also BrokerActor) handle
+
+
+def namespace_for(name: str) -> str:
+    return f"rafka-{name}"
+
+
+def controller_actor_name(node_id: int) -> str:
+    return f"controller-{node_id}"
+
+
+def majority_leader(statuses: dict[int, dict[str, Any] | None], voters: int) -> int | None:
+    """The leader a majority of `voters` agrees on at the highest such term, or None.
+
+    Args:
+        statuses: node id → its `status()` (None when unreachable or dead).
+        voters: the voter count (the majority is voters // 2 + 1).
+    """
+    votes: Counter[tuple[int, int]] = Counter()
+    claims: set[tuple[int, int]] = set()
+    for node_id, st in statuses.items():
+        if not st or st.get("leader_id") is None or st.get("role") == "stopped":
+            continue
+        key = (int(st["term"]), int(st["leader_id"]))
+        votes[key] += 1
+        if st.get("role") == "leader" and int(st["leader_id"]) == node_id:
+            claims.add(key)
+    agreed = [key for key, count in votes.items() if count >= voters // 2 + 1 and key in claims]
+    return max(agreed)[1] if agreed else None
+
+
+def _free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
+    """Distinct free TCP ports (held open together so they differ)."""
+    sockets: list[socket.socket] = []
+    try:
+        for _ in range(count):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind((host, 0))
+            sockets.append(s)
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def _process_gone(pid: int) -> bool:
+    """True when `pid` no longer runs on this machine (a zombie counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return True
+    return state in ("Z", "X")
+
+
+def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+@dataclass(slots=True)
+class _ControllerSlot:
+    node_id: int
+    data_dir: str
+    port: int
+    handle: Handle | None = None
+    pid: int | None = None
+    address: str = ""
+    restarts: int = 0
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+def stop_actors(handles: dict[str, Handle], grace_s: float) -> None:
+    """Graceful `stop(grace_s)` on all at once with a deadline, then `ray.kill(no_restart=True)`.
+
+    Args:
+        handles: actor name (for the log) → handle.
+    """
+    refs: dict[Any, str] = {}
+    for name, handle in handles.items():
+        with contextlib.suppress(Exception):
+            refs[handle.stop.remote(grace_s)] = name
+    if refs:
+        done, pending = ray.wait(list(refs), num_returns=len(refs), timeout=grace_s + 5.0)
+        for ref in done:
+            try:
+                ray.get(ref)
+            except Exception as exc:  # noqa: BLE001 - dead or failing: it gets killed anyway
+                log.warning("%s did not stop gracefully (%s)", refs[ref], type(exc).__name__)
+        for ref in pending:
+            log.warning("%s did not stop within %.1fs", refs[ref], grace_s + 5.0)
+    for handle in handles.values():
+        with contextlib.suppress(Exception):
+            ray.kill(handle, no_restart=True)
+
+
+def stop_actor(handle: Handle, grace_s: float, *, what: str) -> None:
+    """`stop_actors` for one actor."""
+    stop_actors({what: handle}, grace_s)
+
+
+class LocalCluster:
+    """Controllers (and, with the broker issue, brokers) as named Ray actors on this machine."""
+
+    def __init__(
+        self,
+        brokers: int = 3,
+        controllers: int = 3,
+        data_dir: str | os.PathLike[str] | None = None,
+        name: str = "rafka",
+        address: str | None = None,
+        *,
+        election_timeout_ms: int = 500,
+        heartbeat_interval_ms: int = 100,
+        snapshot_interval_entries: int = 1000,
+        controller_config: Any | None = None,
+        detached: bool = False,
+        start_timeout_s: float = 60.0,
+        stop_grace_s: float = 1.0,
+        log_level: str | None = "INFO",
+        seed: int | None = None,
+    ) -> None:
+        """Store the configuration; `start()` (or `with`) launches.
+
+        Args:
+            brokers: brokers to start (recorded only until the broker issue lands).
+            controllers: controller quorum voters (odd).
+            data_dir: the cluster's directory; None: a temp dir removed on close.
+            name: cluster name; the Ray namespace is `rafka-<name>`.
+            address: Ray to join ("auto", "host:port"); None: reuse or start a local one.
+            election_timeout_ms, heartbeat_interval_ms: Raft timing of every controller.
+            snapshot_interval_entries: applied entries between controller snapshots.
+            controller_config: ControlManager config passed to every controller.
+            detached: actors outlive this driver (`rafka cluster up` only).
+            start_timeout_s: deadline for actors to start and a leader to be elected.
+            stop_grace_s: graceful stop time per actor before ray.kill.
+            log_level: log level inside the actors.
+            seed: base seed for election jitter (controller i gets seed + i); None: random.
+        """
+        if controllers < 1 or controllers % 2 == 0:
+            raise ValueError(f"controllers must be odd and >= 1, not {controllers}")
+        if brokers < 0:
+            raise ValueError(f"brokers must be >= 0, not {brokers}")
+        self.name = name
+        self.namespace = namespace_for(name)
+        self.brokers_requested = brokers
+        self._address = address
+        self._data_dir_arg = Path(data_dir) if data_dir is not None else None
+        self._controller_count = controllers
+        self._election_timeout_ms = election_timeout_ms
+        self._heartbeat_interval_ms = heartbeat_interval_ms
+        self._snapshot_interval_entries = snapshot_interval_entries
+        self._controller_config = controller_config
+        self._detached = detached
+        self._start_timeout_s = start_timeout_s
+        self._stop_grace_s = stop_grace_s
+        self._log_level = log_level
+        self._seed = seed
+
+        self.data_dir: Path | None = None
+        self._created_data_dir = False
+        self._owns_ray = False
+        self._controllers: dict[int, _ControllerSlot] = {}
+        self._started = False
+        self._closed = False
+        self.extra_info: dict[str, Any] = {}  # merged into cluster.json (the CLI's Ray head)
+
+    # ---- lifecycle ------------------------------------------------------------------------
+
+    def __enter__(self) -> LocalCluster:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def start(self) -> LocalCluster:
+        """Launch everything and wait for a controller leader; on error, tear down and raise."""
+        assert not self._started, "start() twice"
+        self._started = True
+        try:
+            self._prepare_data_dir()
+            self._init_ray()
+            self._start_controllers()
+            leader = self.wait_for_leader(self._start_timeout_s)
+            if self.brokers_requested:
+                # TODO(issue 4, brokers): spawn BrokerActor ×N here, after the quorum is up.
+                log.info("cluster %s: %d brokers requested; brokers come with the broker issue",
+                         self.name, self.brokers_requested)
+            self.write_cluster_file()
+            log.info("cluster %s up: controllers %s, leader %d", self.name,
+                     self.controller_addresses, leader)
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def close(self) -> None:
+        """Stop every actor (graceful, then ray.kill), release Ray and the temp data dir."""
+        if self._closed:
+            return
+        self._closed = True
+        handles = {controller_actor_name(slot.node_id): slot.handle
+                   for slot in self._controllers.values() if slot.handle is not None}
+        for slot in self._controllers.values():
+            slot.handle = None
+        stop_actors(handles, self._stop_grace_s)
+        if self._owns_ray and ray.is_initialized():
+            ray.shutdown()
+        if self._created_data_dir and self.data_dir is not None:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+        log.info("cluster %s closed", self.name)
+
+    def detach(self) -> None:
+        """Forget the actors without stopping them (`rafka cluster up` leaves them running)."""
+        assert self._detached, "only a detached cluster may outlive its driver"
+        self._closed = True
+        for slot in self._controllers.values():
+            slot.handle = None
+
+    def _prepare_data_dir(self) -> None:
+        if self._data_dir_arg is None:
+            self.data_dir = Path(tempfile.mkdtemp(prefix=f"rafka-{self.name}-"))
+            self._created_data_dir = True
+        else:
+            self.data_dir = self._data_dir_arg.resolve()
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+
+    def _init_ray(self) -> None:
+        if ray.is_initialized():
+            return  # one Ray per process (a test session, the CLI): reuse it, never shut it down
+        ray.init(
+            address=self._address or "local",
+            namespace=self.namespace,
+            include_dashboard=False,
+            logging_level=logging.WARNING,
+        )
+        self._owns_ray = True
+
+    def _start_controllers(self) -> None:
+        assert self.data_dir is not None
+        ids = list(range(1, self._controller_count + 1))
+        ports = _free_ports(len(ids))
+        for node_id, port in zip(ids, ports, strict=True):
+            slot = _ControllerSlot(
+                node_id=node_id,
+                data_dir=str(self.data_dir / controller_actor_name(node_id)),
+                port=port,
+            )
+            slot.options = {
+                "port": port,
+                "election_timeout_ms": self._election_timeout_ms,
+                "heartbeat_interval_ms": self._heartbeat_interval_ms,
+                "snapshot_interval_entries": self._snapshot_interval_entries,
+                "seed": None if self._seed is None else self._seed + node_id,
+                "config": self._controller_config,
+                "log_level": self._log_level,
+            }
+            self._controllers[node_id] = slot
+        for slot in self._controllers.values():
+            slot.handle = self._spawn(slot)
+        starts = {i: s.handle.start.remote() for i, s in self._controllers.items() if s.handle}
+        addresses: list[str] = ray.get(list(starts.values()), timeout=self._start_timeout_s)
+        for node_id, address in zip(starts, addresses, strict=True):
+            self._controllers[node_id].address = address
+        pids: list[int] = ray.get(
+            [s.handle.pid.remote() for s in self._controllers.values() if s.handle],
+            timeout=self._start_timeout_s,
+        )
+        for slot, pid in zip(self._controllers.values(), pids, strict=True):
+            slot.pid = pid
+        voters = self.controller_addresses
+        ray.get([s.handle.start_raft.remote(voters)
+                 for s in self._controllers.values() if s.handle],
+                timeout=self._start_timeout_s)
+
+    def _spawn(self, slot: _ControllerSlot) -> Handle:
+        options: dict[str, Any] = {
+            "name": controller_actor_name(slot.node_id),
+            "namespace": self.namespace,
+            "num_cpus": 0,
+            "max_restarts": 0,
+        }
+        if self._detached:
+            options["lifetime"] = "detached"
+        cls = ray.remote(ControllerActor)
+        deadline = time.monotonic() + 10.0
+        while True:
+            try:
+                return cast(Handle, cls.options(**options).remote(
+                    slot.node_id, slot.data_dir, **slot.options))
+            except ValueError:  # the name of a just-killed actor may take a moment to free
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
+    # ---- controllers ----------------------------------------------------------------------
+
+    @property
+    def controller_ids(self) -> list[int]:
+        return sorted(self._controllers)
+
+    @property
+    def controller_addresses(self) -> dict[int, str]:
+        """id → "host:port" of every voter (fixed for the cluster's life)."""
+        return {i: f"127.0.0.1:{s.port}" for i, s in sorted(self._controllers.items())}
+
+    @property
+    def election_timeout_ms(self) -> int:
+        return self._election_timeout_ms
+
+    def controller_handle(self, node_id: int) -> Handle:
+        handle = self._controllers[node_id].handle
+        if handle is None:
+            raise LookupError(f"controller {node_id} is not running")
+        return handle
+
+    def live_controller_ids(self) -> list[int]:
+        return [i for i, s in sorted(self._controllers.items()) if s.handle is not None]
+
+    def controller_status(self, node_id: int, timeout_s: float = 5.0) -> dict[str, Any] | None:
+        """The controller's `status()`, or None if it is dead or does not answer in time."""
+        return self.controller_statuses(timeout_s, ids=[node_id])[node_id]
+
+    def controller_statuses(
+        self, timeout_s: float = 5.0, ids: Iterable[int] | None = None
+    ) -> dict[int, dict[str, Any] | None]:
+        """`status()` of each controller, asked concurrently; None for dead or silent ones."""
+        wanted = sorted(ids) if ids is not None else self.controller_ids
+        result: dict[int, dict[str, Any] | None] = {i: None for i in wanted}
+        refs: dict[Any, int] = {}
+        for node_id in wanted:
+            handle = self._controllers[node_id].handle
+            if handle is not None:
+                refs[handle.status.remote()] = node_id
+        if not refs:
+            return result
+        done, _ = ray.wait(list(refs), num_returns=len(refs), timeout=timeout_s)
+        for ref in done:
+            try:
+                result[refs[ref]] = ray.get(ref)
+            except Exception:  # noqa: BLE001 - a dead actor answers with an error: None
+                result[refs[ref]] = None
+        return result
+
+    def controller_leader(self, timeout_s: float = 2.0) -> int | None:
+        """The elected leader a majority agrees on (see the module docstring), or None."""
+        return majority_leader(self.controller_statuses(timeout_s), self._controller_count)
+
+    def wait_for_leader(
+        self, timeout_s: float | None = None, *, exclude: Iterable[int] = (),
+        poll_s: float = 0.05,
+    ) -> int:
+        """Poll until a leader (not in `exclude`) is elected; returns its id.
+
+        Raises:
+            TimeoutError: no such leader within `timeout_s` (default: start_timeout_s).
+        """
+        excluded = set(exclude)
+        limit = self._start_timeout_s if timeout_s is None else timeout_s
+        deadline = time.monotonic() + limit
+        while True:
+            leader = self.controller_leader()
+            if leader is not None and leader not in excluded:
+                return leader
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"no controller leader (excluding {sorted(excluded)}) after {limit}s: "
+                    f"{self.controller_statuses(1.0)}"
+                )
+            time.sleep(poll_s)
+
+    def kill_controller(self, node_id: int) -> None:
+        """Kill the controller's process at once (ray.kill: no graceful stop, no atexit)."""
+        slot = self._controllers[node_id]
+        handle, slot.handle = slot.handle, None
+        if handle is None:
+            raise LookupError(f"controller {node_id} is not running")
+        ray.kill(handle, no_restart=True)
+        log.info("cluster %s: killed controller %d (pid %s)", self.name, node_id, slot.pid)
+
+    def stop_controller(self, node_id: int) -> None:
+        """Stop the controller gracefully, then kill its actor."""
+        slot = self._controllers[node_id]
+        handle, slot.handle = slot.handle, None
+        if handle is not None:
+            stop_actor(handle, self._stop_grace_s, what=controller_actor_name(node_id))
+
+    def restart_controller(self, node_id: int, timeout_s: float = 30.0) -> None:
+        """Start a new actor with the same name, id, data dir and port (kill the old first).
+
+        Returns once the new voter serves Raft; it then catches up from the leader.
+        """
+        slot = self._controllers[node_id]
+        if slot.handle is not None:
+            self.kill_controller(node_id)
+        deadline = time.monotonic() + timeout_s
+        # The old process must be gone before its port is bound again (gRPC sets SO_REUSEPORT,
+        # so a bind could otherwise succeed while the dying process still accepts calls).
+        while slot.pid is not None and not _process_gone(slot.pid):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"controller {node_id} (pid {slot.pid}) did not exit")
+            time.sleep(0.02)
+        handle = self._spawn(slot)
+        slot.handle = handle
+        slot.restarts += 1
+        remaining = max(1.0, deadline - time.monotonic())
+        address = cast(str, ray.get(handle.start.remote(), timeout=remaining))
+        assert address == self.controller_addresses[node_id], (address, node_id)
+        slot.pid = cast(int, ray.get(handle.pid.remote(), timeout=remaining))
+        ray.get(handle.start_raft.remote(self.controller_addresses), timeout=remaining)
+        log.info("cluster %s: restarted controller %d (pid %d)", self.name, node_id, slot.pid)
+
+    def propose_noop(self, node_id: int | None = None, timeout_s: float = 5.0) -> dict[str, Any]:
+        """Commit a NoOpRecord via `node_id` (default: the current leader); see the actor."""
+        target = node_id if node_id is not None else self.controller_leader()
+        if target is None:
+            return {"offset": None, "elapsed_ms": 0.0, "error": "no controller leader"}
+        return dict(ray.get(self.controller_handle(target).propose_noop.remote(timeout_s),
+                            timeout=timeout_s + 10.0))
+
+    # ---- network faults (the chaos issue builds on these) --------------------------------
+
+    def isolate_controller(self, node_id: int) -> None:
+        """Cut `node_id` off from every other controller, on both sides of each link."""
+        others = [i for i in self.controller_ids if i != node_id]
+        refs = [self.controller_handle(node_id).isolate_from.remote(
+            [controller_actor_name(i) for i in others])]
+        for other in others:
+            handle = self._controllers[other].handle
+            if handle is not None:
+                refs.append(handle.isolate_from.remote([controller_actor_name(node_id)]))
+        ray.get(refs, timeout=10.0)
+
+    def heal_network(self) -> None:
+        """Clear every link fault on every live controller."""
+        ray.get([self.controller_handle(i).heal.remote() for i in self.live_controller_ids()],
+                timeout=10.0)
+
+    # ---- brokers --------------------------------------------------------------------------
+    # TODO(issue 4, brokers): `broker_ids`, `bootstrap_servers`, `kill_broker(id)`,
+    # `restart_broker(id)` live here, mirroring the controller methods (named `broker-<id>`,
+    # same namespace, fixed ports, data dir `<data-dir>/broker-<id>`).
+
+    @property
+    def broker_ids(self) -> list[int]:
+        return []
+
+    # ---- cluster.json ---------------------------------------------------------------------
+
+    def describe(self) -> dict[str, Any]:
+        """What cluster.json holds."""
+        info: dict[str, Any] = {
+            "name": self.name,
+            "namespace": self.namespace,
+            "data_dir": str(self.data_dir) if self.data_dir else None,
+            "detached": self._detached,
+            "controllers": {str(i): a for i, a in self.controller_addresses.items()},
+            "brokers": {},
+            "brokers_requested": self.brokers_requested,
+            "bootstrap_servers": "",
+            "election_timeout_ms": self._election_timeout_ms,
+            "ray_address": _ray_address(),
+        }
+        info.update(self.extra_info)
+        return info
+
+    def write_cluster_file(self) -> Path:
+        assert self.data_dir is not None
+        path = self.data_dir / CLUSTER_FILE
+        _write_json_atomic(path, self.describe())
+        return path
+
+
+def _ray_address() -> str | None:
+    if not ray.is_initialized():
+        return None
+    with contextlib.suppress(Exception):
+        return str(ray.get_runtime_context().gcs_address)
+    return None
+
+
+# ---- the CLI face: rafka cluster up | status | down ---------------------------------------
+
+
+def _data_dir(args: argparse.Namespace) -> Path:
+    if args.data_dir:
+        return Path(str(args.data_dir)).resolve()
+    return (Path.cwd() / DEFAULT_DATA_ROOT / str(args.name)).resolve()
+
+
+def _read_cluster_file(data_dir: Path) -> dict[str, Any] | None:
+    path = data_dir / CLUSTER_FILE
+    if not path.exists():
+        return None
+    data: dict[str, Any] = json.loads(path.read_text())
+    return data
+
+
+@dataclass(frozen=True, slots=True)
+class RayHead:
+    """A Ray head started by `rafka cluster up` (its `ray start --block` process group)."""
+
+    address: str
+    pid: int
+    temp_dir: str
+    log_file: str
+
+
+def start_ray_head(data_dir: Path) -> RayHead:
+    """`ray start --head --block` in a new session, on a free port and a private temp dir.
+
+    The private `--temp-dir` keeps the head from becoming the default (`ray_current_cluster`)
+    that other `ray.init()` calls on this machine would join. `--block` keeps one process that
+    owns the head's processes and takes them down when it gets SIGTERM.
+    """
+    ray_bin = Path(sys.executable).with_name("ray")
+    # Short path: Ray's unix sockets live under the temp dir (107-byte limit).
+    temp_dir = tempfile.mkdtemp(prefix="rafka-ray-", dir="/tmp")
+    port = _free_ports(1)[0]
+    log_file = data_dir / "ray-head.log"
+    cmd = [str(ray_bin), "start", "--head", "--block", f"--port={port}", f"--temp-dir={temp_dir}",
+           "--include-dashboard=false", "--disable-usage-stats"]
+    env = dict(os.environ, RAY_AUTH_MODE=_ray_auth_mode())
+    with open(log_file, "ab") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+    address_file = Path(temp_dir) / "ray_current_cluster"
+    deadline = time.monotonic() + RAY_HEAD_START_TIMEOUT_S
+    while not address_file.exists() or not address_file.read_text().strip():
+        if proc.poll() is not None:
+            raise RuntimeError(f"ray start exited with {proc.returncode}; see {log_file}")
+        if time.monotonic() > deadline:
+            _stop_ray_head(proc.pid, temp_dir)
+            raise TimeoutError(f"Ray head not up after {RAY_HEAD_START_TIMEOUT_S}s; see {log_file}")
+        time.sleep(0.1)
+    return RayHead(address_file.read_text().strip(), proc.pid, temp_dir, str(log_file))
+
+
+def _is_our_ray_head(pid: int) -> bool:
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return b"start" in cmdline and b"--head" in cmdline and b"--block" in cmdline
+
+
+def _stop_ray_head(pid: int, temp_dir: str, timeout_s: float = 30.0) -> None:
+    """SIGTERM the `ray start --block` process (it stops its children), then its group."""
+    if _is_our_ray_head(pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout_s
+        while not _process_gone(pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        # Whatever the head left behind in its own session (pgid == pid: start_new_session).
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGKILL)
+    shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def _ray_auth_mode() -> str:
+    """The RAY_AUTH_MODE that `ray start --head` itself would pick on this machine.
+
+    Ray 2.60 asymmetry: `ray start` turns token auth on when a token exists (~/.ray/auth_token,
+    RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH) and RAY_AUTH_MODE is unset, but `ray.init(address=...)`
+    joining a cluster does not, and then fails with InvalidAuthToken. So we decide the mode once,
+    start the head with it explicitly and set it before joining.
+    """
+    if os.environ.get("RAY_AUTH_MODE"):
+        return os.environ["RAY_AUTH_MODE"]
+    token_path = os.environ.get("RAY_AUTH_TOKEN_PATH") or str(Path.home() / ".ray" / "auth_token")
+    return "token" if os.environ.get("RAY_AUTH_TOKEN") or Path(token_path).exists() else "disabled"
+
+
+def _use_auth_mode_of_ray_start() -> None:
+    """Before joining a head: pick the auth mode `ray start` picked (see `_ray_auth_mode`)."""
+    if os.environ.get("RAY_AUTH_MODE"):
+        return
+    os.environ["RAY_AUTH_MODE"] = _ray_auth_mode()
+    # Ray caches its config at import; this is what `ray start` itself calls to refresh it.
+    with contextlib.suppress(ImportError):
+        from ray._raylet import Config  # type: ignore[attr-defined]  # noqa: PLC0415
+
+        Config.initialize("")
+
+
+def _connect(address: str, namespace: str) -> None:
+    _use_auth_mode_of_ray_start()
+    ray.init(address=address, namespace=namespace, logging_level=logging.WARNING,
+             log_to_driver=False)
+
+
+def _status_rows(
+    info: dict[str, Any], statuses: dict[int, dict[str, Any] | None], leader: int | None
+) -> list[list[str]]:
+    rows = [["ID", "ROLE", "ADDRESS", "TERM", "COMMIT-INDEX", "STATUS"]]
+    for node_id in sorted(statuses):
+        st = statuses[node_id]
+        address = info["controllers"].get(str(node_id), "")
+        if st is None:
+            rows.append([str(node_id), "-", address, "-", "-", "unreachable"])
+            continue
+        role = str(st.get("role", "?")) + ("*" if node_id == leader else "")
+        state = "failed" if st.get("failed") else "alive"
+        rows.append([str(node_id), role, str(st.get("address") or address),
+                     str(st.get("term", "-")), str(st.get("commit_index", "-")), state])
+    return rows
+
+
+def _print_table(rows: list[list[str]]) -> None:
+    widths = [max(len(row[c]) for row in rows) for c in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+
+
+def _query_controllers(info: dict[str, Any], timeout_s: float = 5.0
+                       ) -> dict[int, dict[str, Any] | None]:
+    namespace = info["namespace"]
+    refs: dict[Any, int] = {}
+    statuses: dict[int, dict[str, Any] | None] = {}
+    for key in sorted(info["controllers"], key=int):
+        node_id = int(key)
+        statuses[node_id] = None
+        try:
+            handle = ray.get_actor(controller_actor_name(node_id), namespace=namespace)
+        except ValueError:
+            continue
+        refs[handle.status.remote()] = node_id
+    if refs:
+        done, _ = ray.wait(list(refs), num_returns=len(refs), timeout=timeout_s)
+        for ref in done:
+            with contextlib.suppress(Exception):
+                statuses[refs[ref]] = ray.get(ref)
+    return statuses
+
+
+def cluster_up(args: argparse.Namespace) -> int:
+    """`rafka cluster up`: start a cluster that outlives this command; print it."""
+    data_dir = _data_dir(args)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    existing = _read_cluster_file(data_dir)
+    if existing is not None:
+        print(f"cluster {args.name} looks up already ({data_dir / CLUSTER_FILE}); "
+              f"run `rafka cluster down --name {args.name}` first")
+        return 1
+    head: RayHead | None = None
+    if args.address:
+        address = args.address
+    else:
+        head = start_ray_head(data_dir)
+        address = head.address
+    cluster = LocalCluster(
+        brokers=args.brokers, controllers=args.controllers, data_dir=data_dir, name=args.name,
+        address=address, detached=True,
+    )
+    try:
+        _connect(address, cluster.namespace)
+        if head is not None:
+            cluster.extra_info["ray_head"] = {
+                "started_by_rafka": True, "pid": head.pid, "temp_dir": head.temp_dir,
+                "log_file": head.log_file, "address": head.address,
+            }
+        cluster.start()
+        leader = cluster.controller_leader()
+        print(f"cluster {args.name} up (namespace {cluster.namespace}, Ray {address})")
+        for node_id, addr in cluster.controller_addresses.items():
+            mark = "  (leader)" if node_id == leader else ""
+            print(f"  controller-{node_id}  {addr}{mark}")
+        if args.brokers:
+            print(f"  brokers: {args.brokers} requested; brokers come with the broker issue")
+        print(f"controller leader: {leader}")
+        print(f"cluster file: {data_dir / CLUSTER_FILE}")
+        cluster.detach()
+    except BaseException:
+        if head is not None:
+            if ray.is_initialized():
+                ray.shutdown()
+            _stop_ray_head(head.pid, head.temp_dir)
+        raise
+    finally:
+        if ray.is_initialized():
+            ray.shutdown()
+    return 0
+
+
+def cluster_status(args: argparse.Namespace) -> int:
+    """`rafka cluster status`: one row per controller and the leader; exit 1 if no leader."""
+    data_dir = _data_dir(args)
+    info = _read_cluster_file(data_dir)
+    if info is None:
+        print(f"no cluster {args.name}: {data_dir / CLUSTER_FILE} does not exist")
+        return 1
+    address = str(args.address or info.get("ray_address"))
+    try:
+        _connect(address, info["namespace"])
+    except Exception as exc:  # noqa: BLE001 - a CLI reports and exits non-zero
+        print(f"cluster {info['name']}: cannot reach Ray at {address}: {exc}")
+        return 1
+    try:
+        statuses = _query_controllers(info)
+    finally:
+        ray.shutdown()
+    leader = majority_leader(statuses, len(info["controllers"]))
+    print(f"cluster {info['name']} (namespace {info['namespace']}, Ray {address})")
+    _print_table(_status_rows(info, statuses, leader))
+    print(f"controller leader: {leader if leader is not None else 'none'}")
+    print(f"brokers: {len(info.get('brokers', {}))} (brokers come with the broker issue)")
+    return 0 if leader is not None else 1
+
+
+def cluster_down(args: argparse.Namespace) -> int:
+    """`rafka cluster down [--purge]`: stop the actors and the Ray head `up` started.
+
+    `--purge` also deletes the data dir; without it the Raft state stays and a later
+    `cluster up` with the same data dir recovers it.
+    """
+    data_dir = _data_dir(args)
+    info = _read_cluster_file(data_dir)
+    if info is None:
+        print(f"no cluster {args.name}: {data_dir / CLUSTER_FILE} does not exist")
+        if args.purge and data_dir.exists():
+            shutil.rmtree(data_dir, ignore_errors=True)
+            print(f"purged {data_dir}")
+        return 1
+    address = str(args.address or info.get("ray_address"))
+    stopped: list[str] = []
+    try:
+        _connect(address, info["namespace"])
+    except Exception as exc:  # noqa: BLE001 - the head may be gone already; still clean up
+        print(f"cannot reach Ray at {address} ({type(exc).__name__}); its actors are gone")
+    else:
+        try:
+            handles: dict[str, Handle] = {}
+            for key in sorted(info["controllers"], key=int):
+                name = controller_actor_name(int(key))
+                with contextlib.suppress(ValueError):
+                    handles[name] = ray.get_actor(name, namespace=info["namespace"])
+            stop_actors(handles, 1.0)
+            stopped = list(handles)
+        finally:
+            ray.shutdown()
+    print(f"stopped {', '.join(stopped) if stopped else 'no actors'}")
+    head = info.get("ray_head")
+    if head and head.get("started_by_rafka") and not args.address:
+        _stop_ray_head(int(head["pid"]), str(head["temp_dir"]))
+        print(f"stopped the Ray head this tool started (pid {head['pid']})")
+    if args.purge:
+        shutil.rmtree(data_dir, ignore_errors=True)
+        print(f"purged {data_dir}")
+    else:
+        (data_dir / CLUSTER_FILE).unlink(missing_ok=True)
+    return 0
+
+
+def unique_name(prefix: str = "test") -> str:
+    """A cluster name no other cluster in this Ray uses (tests, benches)."""
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
