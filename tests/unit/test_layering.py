@@ -24,8 +24,8 @@ SHELL_SUFFIXES = ("_actor.py", "_servicer.py", "_transport.py", "_runtime.py")
 COMPOSITION_ROOTS = {"cluster/launcher.py", "cluster/cli.py", "cluster/demo.py"}
 # Public client façades run the async engine (sync clients on a client-owned thread).
 CLIENT_FACADES = {
-    "clients/producer.py",
-    "clients/consumer.py",
+    "clients/producer/producer.py",
+    "clients/consumer/consumer.py",
     "clients/admin.py",
     "clients/aio.py",
     "clients/consumer_actor.py",
