@@ -22,7 +22,9 @@ Theory of operation
 5. *Foreign entries.* `propose_records` (tests, benches) writes records the manager did not
    produce. It pauses the manager (deactivate), proposes, waits until everything proposed is
    applied, and activates it again from the committed image, so the manager's offsets and
-   image stay exact. Requests arriving meanwhile wait for the activation.
+   image stay exact. If that wait fails (timeout), the manager stays paused until the log is
+   fully applied (checked on every commit). Requests arriving meanwhile wait for the
+   activation.
 
 `tick(now_ms)` runs while active, at `next_deadline_ms()` or every `tick_interval_ms`,
 whichever is sooner; its records are proposed the same way and nobody waits for them.
@@ -90,12 +92,20 @@ class ControlRuntime:
 
     def on_activate(self, term: int) -> None:
         self._term = term
-        if not self._paused:
-            self._activate()
+        self._maybe_resume()
 
     def on_deactivate(self) -> None:
         self._term = None
         self._deactivate("leadership lost")
+
+    def _maybe_resume(self) -> None:
+        """Activate the manager if Raft is active at our term, nothing pauses it, and every
+        entry in the log is applied (a foreign entry still in flight would be missing from
+        the manager's image while its offsets skipped it: contract point 5)."""
+        if (not self._paused and self._term is not None and self._term == self._raft.term
+                and self._raft.is_active and not self._active.is_set()
+                and self._raft.image.last_applied_offset >= self._raft.last_index):
+            self._activate()
 
     def _activate(self) -> None:
         assert self._term is not None
@@ -121,6 +131,8 @@ class ControlRuntime:
     def _on_commit(self, index: int, records: list[MetadataRecord]) -> None:
         if self._active.is_set():
             self._manager.on_commit(index)
+        else:
+            self._maybe_resume()  # a paused manager waits for the last foreign entry
 
     async def stop(self) -> None:
         task, self._tick_task = self._tick_task, None
@@ -167,9 +179,7 @@ class ControlRuntime:
             return index
         finally:
             self._paused -= 1
-            if (not self._paused and self._term is not None and self._term == self._raft.term
-                    and self._raft.is_active and not self._active.is_set()):
-                self._activate()
+            self._maybe_resume()
 
     async def _wait_active(self) -> None:
         if self._active.is_set():

@@ -16,7 +16,9 @@ handled in this order, then acknowledged with `advance(ready)`:
    where to cut a conflicting suffix), then save `hard_state`; fsync (`persist_ready` in
    controller/raft_storage.py does exactly this);
 2. only then send `messages` (a vote grant or an append ack must never leave before the term,
-   vote and entries it vouches for are durable: Raft §5.1, §5.3, Figure 2);
+   vote and entries it vouches for are durable: Raft §5.1, §5.3, Figure 2; an ack queued
+   before a newer leader cut the entries it vouches for leaves with the newer term, so the
+   old leader steps down instead of counting it: `_restamp_pending_acks`);
 3. apply `snapshot` then `committed` to the state machine, in order;
 4. `advance(ready)`.
 
@@ -56,7 +58,7 @@ import enum
 import logging
 import random
 from collections.abc import MutableMapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from controller.raft_log import HardState, LogEntry, RaftLog, Snapshot
@@ -218,7 +220,8 @@ class Progress:
     match_index: int = 0
     state: ProgressState = ProgressState.PROBE
     probe_sent: bool = False  # PROBE: an append is in flight; wait for a reply or heartbeat
-    snapshot_index: int = 0  # SNAPSHOT: the snapshot in flight
+    snapshot_index: int = 0  # SNAPSHOT: the snapshot in flight (its last index and term)
+    snapshot_term: int = 0
     snapshot_sent_ms: int = 0
     last_contact_ms: int | None = None
 
@@ -537,8 +540,24 @@ class RaftNode:
         if term > self.term:
             self.term = term
             self.voted_for = None
+            self._restamp_pending_acks()
         self._transition(RoleEvent.STEP_DOWN)
         self._reset_as_follower(leader_id)
+
+    def _restamp_pending_acks(self) -> None:
+        """Append/snapshot answers still in the outbox leave with the new term.
+
+        They leave only after this `Ready` is persisted, and by then a leader of the new term
+        may have cut the entries they acknowledged (both requests stepped in one inbox drain).
+        An old leader must not count such an ack toward a commit; with the new term on it,
+        it steps down instead. The answer itself stays (one answer per request, in order).
+        """
+        self._outbox = [
+            replace(m, term=self.term)
+            if isinstance(m, (AppendResponse, InstallSnapshotResponse)) and m.term < self.term
+            else m
+            for m in self._outbox
+        ]
 
     def _reset_as_follower(self, leader_id: int | None) -> None:
         if leader_id is not None and leader_id != self.leader_id:
@@ -735,8 +754,7 @@ class RaftNode:
                     # Keep the follower from timing out while the snapshot is in flight.
                     self._send(AppendRequest(
                         from_id=self.node_id, to_id=peer, term=self.term,
-                        prev_log_index=pr.snapshot_index,
-                        prev_log_term=self._snapshot.last_term if self._snapshot else 0,
+                        prev_log_index=pr.snapshot_index, prev_log_term=pr.snapshot_term,
                         entries=(), leader_commit=self.commit_index,
                     ))
             return
@@ -767,6 +785,7 @@ class RaftNode:
         assert self._snapshot is not None and self._snapshot.last_index == self._log.snapshot_index
         pr.state = ProgressState.SNAPSHOT
         pr.snapshot_index = self._snapshot.last_index
+        pr.snapshot_term = self._snapshot.last_term
         pr.snapshot_sent_ms = self.now_ms
         self._log_.info("sending snapshot through %d to node %d", pr.snapshot_index, peer)
         self._send(InstallSnapshotRequest(

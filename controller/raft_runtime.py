@@ -242,11 +242,6 @@ class RaftRuntime:
         self._wake.set()
         return index, fut
 
-    async def propose_records(self, records: list[MetadataRecord], timeout_s: float) -> int:
-        """Propose `records` as one entry and wait for its commit; returns its index."""
-        _, fut = self.propose(encode_records(records))
-        return await asyncio.wait_for(fut, timeout_s)
-
     async def wait_for_applied(self, index: int, timeout_s: float) -> bool:
         """Wait until the applied index reaches `index`; False on timeout."""
         deadline = time.monotonic() + timeout_s

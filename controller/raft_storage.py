@@ -233,6 +233,19 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _make_durable_dir(path: Path) -> None:
+    """mkdir -p, then fsync the parent of each directory created, so a power cut cannot lose
+    the directory (and with it the term and vote) after files in it were fsynced."""
+    missing: list[Path] = []
+    p = path
+    while not p.exists():
+        missing.append(p)
+        p = p.parent
+    path.mkdir(parents=True, exist_ok=True)
+    for created in reversed(missing):
+        _fsync_dir(created.parent)
+
+
 def _atomic_write(path: Path, data: bytes) -> None:
     """Write temp, fsync, rename over `path`, fsync the directory."""
     tmp = path.with_name(path.name + ".tmp")
@@ -280,7 +293,7 @@ class FileStorage:
 
     def __init__(self, directory: str | os.PathLike[str]) -> None:
         self._dir = Path(directory)
-        self._dir.mkdir(parents=True, exist_ok=True)
+        _make_durable_dir(self._dir)
         self._log_path = self._dir / LOG_FILE
         created = not self._log_path.exists()
         self._file = open(self._log_path, "a+b")  # noqa: SIM115 - owned until close()

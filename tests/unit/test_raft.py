@@ -334,3 +334,43 @@ def test_leader_ignores_stale_append_rejects_in_replicate_state() -> None:
         c.now,
     )
     assert ready.messages == ()
+
+
+def test_an_ack_queued_before_a_truncation_cannot_count_toward_the_old_leaders_commit() -> None:
+    # Five voters. Old leader 1 (term 2) and new leader 3 (term 3, elected by 3, 4, 5 while
+    # partitioned from 1) both reach follower 2 within one inbox drain, so both answers leave
+    # in the same Ready, after one persist. The first answer acked 5..7 of term 2, but the
+    # second request cut them: only (5, term 3) is on disk when the ack leaves. If leader 1
+    # (still at term 2) counted it, it could commit 5..7 with 1, 2 and one more voter, and
+    # leader 3 would then overwrite a committed entry.
+    voters = (1, 2, 3, 4, 5)
+    follower = make_node(2, voters=voters, term=1, entries=[(i, 1) for i in range(1, 5)])
+    old = AppendRequest(1, 2, 2, prev_log_index=4, prev_log_term=1,
+                        entries=tuple(LogEntry(i, 2, b"old%d" % i) for i in (5, 6, 7)),
+                        leader_commit=4)
+    new = AppendRequest(3, 2, 3, prev_log_index=4, prev_log_term=1,
+                        entries=(LogEntry(5, 3, b"new5"),), leader_commit=4)
+    follower.step(old, 0)
+    ready = follower.step(new, 0)
+    assert [(e.index, e.term) for e in ready.entries] == [(5, 3)]
+    to_old = [m for m in ready.messages if m.to_id == 1]
+    assert len(to_old) == 1 and isinstance(to_old[0], AppendResponse)  # one answer per request
+    # Either the ack no longer claims the cut entries, or it carries the new term (so the old
+    # leader steps down instead of counting it).
+    ack = to_old[0]
+    assert ack.term == 3 or not ack.success or ack.match_index <= 4, ack
+    # And the old leader, fed that answer, never commits past what it can prove.
+    leader = make_node(1, voters=voters, term=1, entries=[(i, 1) for i in range(1, 5)])
+    leader.tick(10 * T)  # pre-vote
+    for v in (3, 4):
+        leader.step(VoteResponse(v, 1, 2, granted=True, pre_vote=True), 10 * T)
+    for v in (3, 4):
+        leader.step(VoteResponse(v, 1, 2, granted=True), 10 * T)
+    assert leader.role is Role.LEADER and leader.term == 2
+    leader.advance(leader.ready())
+    for i in (6, 7):
+        leader.propose(b"old%d" % i)  # 5 is its no-op here; 5..7 of term 2 either way
+    leader.advance(leader.ready())
+    leader.step(AppendResponse(5, 1, 2, success=True, match_index=7), 10 * T)
+    leader.step(ack, 10 * T)
+    assert leader.commit_index <= 4 or leader.role is not Role.LEADER

@@ -166,3 +166,26 @@ def test_raft_node_restarts_from_file_storage(tmp_path: Path) -> None:
     again = RaftNode.from_storage(cfg, FileStorage(tmp_path), rng=random.Random(2), now_ms=0)
     assert (again.term, again.voted_for, again.commit_index, again.last_index) == (1, 1, 4, 4)
     assert [e.data for e in again.ready().committed] == [b"", b"rec0", b"rec1", b"rec2"]
+
+
+def test_file_storage_makes_a_new_directory_itself_durable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The term and vote live in files inside the directory; if the directory's own entry in
+    # its parent is lost on a power cut, the node restarts blank and may vote twice in a term.
+    import controller.raft_storage as rs
+
+    synced: list[Path] = []
+    real = rs._fsync_dir
+
+    def recording_fsync_dir(path: Path) -> None:
+        synced.append(Path(path))
+        real(path)
+
+    monkeypatch.setattr(rs, "_fsync_dir", recording_fsync_dir)
+    st = FileStorage(tmp_path / "data" / "raft")
+    st.close()
+    assert tmp_path / "data" in synced and tmp_path in synced, synced
+    synced.clear()
+    FileStorage(tmp_path / "data" / "raft").close()  # existing: nothing new to make durable
+    assert tmp_path not in synced and tmp_path / "data" not in synced
