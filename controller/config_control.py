@@ -33,34 +33,19 @@ from controller.requests import (
     AlterConfigsResource,
     CreatableTopicConfigs,
 )
-from proto.config import ConfigDef, ConfigError, ConfigKey, ConfigType, at_least, one_of
+from proto.broker_config import DYNAMIC_BROKER_CONFIG
+from proto.config import ConfigDef, ConfigError, ConfigType
 from proto.errors import InvalidRequestError, UnknownTopicOrPartitionError
 from proto.metadata import ConfigRecord, ConfigResourceType
 from proto.metadata_image import MetadataImage
-from proto.topic_config import COMPRESSION_TYPES, TOPIC_CONFIG
+from proto.topic_config import TOPIC_CONFIG
 
 MIN_INSYNC_REPLICAS = "min.insync.replicas"
 UNCLEAN_LEADER_ELECTION_ENABLE = "unclean.leader.election.enable"
 
-# Dynamic broker configs the controller accepts (Kafka's DynamicBrokerConfig names/defaults).
-BROKER_CONFIG = ConfigDef([
-    ConfigKey(MIN_INSYNC_REPLICAS, ConfigType.INT, 1, at_least(1),
-              "cluster default of the topic config min.insync.replicas"),
-    ConfigKey(UNCLEAN_LEADER_ELECTION_ENABLE, ConfigType.BOOLEAN, False, None,
-              "cluster default of the topic config unclean.leader.election.enable"),
-    ConfigKey("log.retention.ms", ConfigType.LONG, 604_800_000, at_least(-1),
-              "default retention.ms"),
-    ConfigKey("log.retention.bytes", ConfigType.LONG, -1, at_least(-1),
-              "default retention.bytes"),
-    ConfigKey("log.segment.bytes", ConfigType.INT, 1_073_741_824, at_least(14),
-              "default segment.bytes"),
-    ConfigKey("log.cleanup.policy", ConfigType.LIST, ["delete"], one_of("delete", "compact"),
-              "default cleanup.policy"),
-    ConfigKey("compression.type", ConfigType.STRING, "producer", one_of(*COMPRESSION_TYPES),
-              "default compression.type"),
-    ConfigKey("message.max.bytes", ConfigType.INT, 1_048_588, at_least(0),
-              "default max.message.bytes"),
-])
+# Dynamic broker configs the controller accepts: the dynamic subset of the broker's table
+# (proto/broker_config.py), with Kafka's broker names and defaults.
+BROKER_CONFIG = DYNAMIC_BROKER_CONFIG
 
 
 def validate_new_topic_configs(
