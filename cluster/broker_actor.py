@@ -1,0 +1,139 @@
+"""`BrokerActor`: one broker process as a Ray actor (a plain class; Ray is applied at spawn).
+
+The launcher spawns it with `ray.remote(num_cpus=0, max_restarts=0)(BrokerActor)` named
+`broker-<id>` in the cluster's namespace. The constructor only stores configuration;
+`start()` builds a `BrokerServer` (cluster/broker_runtime.py), binds, recovers logs, registers
+and returns the address; `stop(grace_s)` shuts down in a controlled way. Actor methods are
+control plane only (lifecycle, status, chaos hooks); data goes over gRPC. Chaos hooks edit
+`proto.fault_transport.FAULTS`, the table every channel and server in the process consults.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from cluster.broker_runtime import BrokerServer
+from proto.broker_config import BrokerConfig
+from proto.fault_transport import FAULTS, LinkFault
+
+log = logging.getLogger(__name__)
+
+_LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
+
+
+def _link_fault(spec: dict[str, Any] | LinkFault) -> LinkFault:
+    if isinstance(spec, LinkFault):
+        return spec
+    unknown = set(spec) - {"drop", "delay_ms"}
+    if unknown:
+        raise ValueError(f"unknown link fault keys {sorted(unknown)}; use drop, delay_ms")
+    return LinkFault(drop=bool(spec.get("drop", False)), delay_ms=int(spec.get("delay_ms", 0)))
+
+
+class BrokerActor:
+    """A broker as a Ray actor; see the module docstring."""
+
+    def __init__(self, broker_id: int, data_dir: str, *, controllers: dict[int, str],
+                 host: str = "127.0.0.1", port: int = 0,
+                 config: dict[str, Any] | BrokerConfig | None = None, cluster_id: str = "",
+                 log_level: str | None = "INFO") -> None:
+        """Store the configuration; nothing starts until `start()`.
+
+        Args:
+            broker_id: the broker id (the actor is named `broker-<id>`).
+            data_dir: the cluster's data dir (logs under `broker-<id>/`).
+            controllers: every controller's id → "host:port".
+            host, port: where gRPC binds (a fixed port keeps a restarted broker's address).
+            config: broker configs (dotted names) or a resolved BrokerConfig.
+            cluster_id: sent with the registration.
+            log_level: root logger level in the actor process (None: leave it alone).
+        """
+        self.broker_id = broker_id
+        self.data_dir = data_dir
+        self._controllers = dict(controllers)
+        self._host = host
+        self._port = port
+        self._config = config
+        self._cluster_id = cluster_id
+        self._log_level = log_level
+        self._server: BrokerServer | None = None
+        self._address: str | None = None
+        self._started = False
+
+    async def start(self) -> str:
+        """Bind, recover logs, register and serve; returns "host:port"."""
+        if self._started and self._address is not None:
+            return self._address
+        self._configure_logging()
+        os.makedirs(self.data_dir, exist_ok=True)
+        config = self._config if isinstance(self._config, BrokerConfig) else \
+            BrokerConfig.resolve(self._config or {})
+        self._server = BrokerServer(self.broker_id, self.data_dir,
+                                    controllers=self._controllers, host=self._host,
+                                    port=self._port, config=config, cluster_id=self._cluster_id)
+        self._address = await self._server.bind()
+        await self._server.start()
+        self._started = True
+        log.info("[broker %d] actor pid %d serving %s", self.broker_id, os.getpid(),
+                 self._address)
+        return self._address
+
+    def ready(self) -> bool:
+        return self._started
+
+    async def stop(self, grace_s: float = 1.0) -> None:
+        server, self._server = self._server, None
+        if server is not None:
+            await server.stop(grace_s)
+        self._started = False
+
+    def status(self) -> dict[str, Any]:
+        if self._server is None:
+            base: dict[str, Any] = {"broker_id": self.broker_id, "state": "stopped"}
+        else:
+            base = dict(self._server.status())
+        base["pid"] = os.getpid()
+        base["address"] = self._address
+        return base
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    def address(self) -> str | None:
+        return self._address
+
+    # -- chaos hooks --
+
+    def set_link_faults(self, outgoing: dict[str, dict[str, Any]] | None = None,
+                        incoming: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+        """Add link faults: peer name or address → {"drop": bool, "delay_ms": int}."""
+        for peer, spec in sorted((outgoing or {}).items()):
+            FAULTS.set_outgoing(peer, _link_fault(spec))
+        for peer, spec in sorted((incoming or {}).items()):
+            FAULTS.set_incoming(peer, _link_fault(spec))
+        return self.faults()
+
+    def isolate_from(self, peers: list[str]) -> dict[str, Any]:
+        log.info("[broker %d] isolating from %s", self.broker_id, sorted(peers))
+        FAULTS.isolate_from(sorted(peers))
+        return self.faults()
+
+    def heal(self) -> dict[str, Any]:
+        FAULTS.heal()
+        return self.faults()
+
+    def faults(self) -> dict[str, Any]:
+        return FAULTS.describe()
+
+    def _configure_logging(self) -> None:
+        if self._log_level is None:
+            return
+        root = logging.getLogger()
+        root.setLevel(self._log_level.upper())
+        if not any(getattr(h, "_rafka", False) for h in root.handlers):
+            handler = logging.StreamHandler()
+            handler.setFormatter(logging.Formatter(_LOG_FORMAT))
+            handler._rafka = True  # type: ignore[attr-defined]
+            root.addHandler(handler)
