@@ -1,6 +1,7 @@
 """The `rafka` command line: a composition root, like the launcher, so it may import everything.
 
     rafka demo                                  storage demo: write, tear the tail, recover, read
+    rafka demo --cluster                        3 controllers + 3 brokers: produce and consume
     rafka cluster up|status|down [options]      a local cluster of Ray actors
 """
 
@@ -35,6 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     demo = commands.add_parser("demo", help="a short storage demo")
     demo.add_argument("--data-dir", default=None, help="keep the demo log here")
+    demo.add_argument("--cluster", action="store_true",
+                      help="launch a local cluster, produce and consume a few records")
     _add_cluster_commands(commands)
     return parser
 
@@ -45,6 +48,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if args.command == "demo" and args.cluster:
+        from cluster.demo_cluster import run_cluster_demo
+
+        return run_cluster_demo()
     if args.command == "demo":
         from cluster.demo import run_demo
 

@@ -23,7 +23,12 @@ discovery; all data moves over gRPC between the actors (DESIGN.md, "Processes an
 3. Spawn `ControllerActor` as `controller-<id>` in namespace `rafka-<name>` (`num_cpus=0`,
    `max_restarts=0`; `lifetime="detached"` only for `rafka cluster up`), `start()` all (bind),
    then `start_raft(voters)` all, then wait (with a deadline) for an elected leader.
-4. Write `<data-dir>/cluster.json` (name, namespace, controllers, brokers, Ray address).
+4. Brokers (after the controller leader exists): one free port per broker picked at first
+   start and kept (a restarted broker keeps its address), `BrokerActor` as `broker-<id>` (ids
+   1..N, data under `<data-dir>/broker-<id>/`), `start()` all concurrently, then poll each
+   broker's `status()` until every one is registered and unfenced.
+5. Write `<data-dir>/cluster.json` (name, namespace, controllers, brokers, bootstrap servers,
+   Ray address).
 
 `close()` (also on error inside `start()` or the `with` body): `stop(grace_s)` on every actor
 with a deadline, then `ray.kill(no_restart=True)`; removes the data dir only if it created it.
@@ -33,9 +38,12 @@ leader at term T, where T is the highest term that a majority of voters agree on
 same leader). A dead leader that followers still remember does not count, nor does a stale
 leader cut off in a minority.
 
-Brokers come with the broker issue: `brokers=` is accepted and recorded, and the broker issue
-adds `bootstrap_servers`, `broker_ids`, `kill_broker` and `restart_broker` beside the
-controller methods (see the `# ---- brokers` section).
+Brokers mirror the controller methods: `bootstrap_servers`, `broker_ids`, `broker_addresses`,
+`kill_broker(id)` (ray.kill, immediate), `stop_broker(id)` (controlled shutdown, then kill),
+`restart_broker(id)` (same id, data dir and port), `broker_status(id)`; `wait_for(predicate)`
+polls any condition with a deadline. `broker_config` (Kafka dotted names) goes to every broker;
+its heartbeat/session timings also go to the controllers' config unless one is given, since the
+controller is the one that fences.
 
 The CLI (`cluster_up`, `cluster_status`, `cluster_down`, called by cluster/cli.py) keeps the
 cluster alive after the command exits: detached actors need a Ray instance that outlives the
@@ -61,7 +69,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -69,6 +77,8 @@ from typing import Any, cast
 import ray
 from ray.actor import ActorHandle
 
+from cluster.broker_actor import BrokerActor
+from controller.control import ControllerConfig
 from controller.controller_actor import ControllerActor
 
 log = logging.getLogger(__name__)
@@ -77,7 +87,7 @@ CLUSTER_FILE = "cluster.json"
 DEFAULT_DATA_ROOT = ".rafka"  # `rafka cluster up` without --data-dir: ./.rafka/<name>
 RAY_HEAD_START_TIMEOUT_S = 60.0
 
-Handle = ActorHandle[Any]  # a ControllerActor (later also BrokerActor) handle
+Handle = ActorHandle[Any]  # a ControllerActor or BrokerActor handle
 
 
 def namespace_for(name: str) -> str:
@@ -86,6 +96,10 @@ def namespace_for(name: str) -> str:
 
 def controller_actor_name(node_id: int) -> str:
     return f"controller-{node_id}"
+
+
+def broker_actor_name(broker_id: int) -> str:
+    return f"broker-{broker_id}"
 
 
 def majority_leader(statuses: dict[int, dict[str, Any] | None], voters: int) -> int | None:
@@ -150,6 +164,15 @@ class _ControllerSlot:
     options: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(slots=True)
+class _BrokerSlot:
+    broker_id: int
+    port: int
+    handle: Handle | None = None
+    pid: int | None = None
+    restarts: int = 0
+
+
 def stop_actors(handles: dict[str, Handle], grace_s: float) -> None:
     """Graceful `stop(grace_s)` on all at once with a deadline, then `ray.kill(no_restart=True)`.
 
@@ -194,6 +217,7 @@ class LocalCluster:
         heartbeat_interval_ms: int = 100,
         snapshot_interval_entries: int = 1000,
         controller_config: Any | None = None,
+        broker_config: dict[str, Any] | None = None,
         detached: bool = False,
         start_timeout_s: float = 60.0,
         stop_grace_s: float = 1.0,
@@ -203,14 +227,16 @@ class LocalCluster:
         """Store the configuration; `start()` (or `with`) launches.
 
         Args:
-            brokers: brokers to start (recorded only until the broker issue lands).
+            brokers: brokers to start (ids 1..brokers).
             controllers: controller quorum voters (odd).
             data_dir: the cluster's directory; None: a temp dir removed on close.
             name: cluster name; the Ray namespace is `rafka-<name>`.
             address: Ray to join ("auto", "host:port"); None: reuse or start a local one.
             election_timeout_ms, heartbeat_interval_ms: Raft timing of every controller.
             snapshot_interval_entries: applied entries between controller snapshots.
-            controller_config: ControlManager config passed to every controller.
+            controller_config: ControlManager config passed to every controller; None: a
+                ControllerConfig with broker_config's heartbeat/session/min.insync timings.
+            broker_config: broker configs (Kafka dotted names) given to every broker.
             detached: actors outlive this driver (`rafka cluster up` only).
             start_timeout_s: deadline for actors to start and a leader to be elected.
             stop_grace_s: graceful stop time per actor before ray.kill.
@@ -230,7 +256,8 @@ class LocalCluster:
         self._election_timeout_ms = election_timeout_ms
         self._heartbeat_interval_ms = heartbeat_interval_ms
         self._snapshot_interval_entries = snapshot_interval_entries
-        self._controller_config = controller_config
+        self._broker_config = dict(broker_config or {})
+        self._controller_config = controller_config or _controller_config_for(self._broker_config)
         self._detached = detached
         self._start_timeout_s = start_timeout_s
         self._stop_grace_s = stop_grace_s
@@ -241,6 +268,7 @@ class LocalCluster:
         self._created_data_dir = False
         self._owns_ray = False
         self._controllers: dict[int, _ControllerSlot] = {}
+        self._brokers: dict[int, _BrokerSlot] = {}
         self._started = False
         self._closed = False
         self.extra_info: dict[str, Any] = {}  # merged into cluster.json (the CLI's Ray head)
@@ -263,9 +291,7 @@ class LocalCluster:
             self._start_controllers()
             leader = self.wait_for_leader(self._start_timeout_s)
             if self.brokers_requested:
-                # TODO(issue 4, brokers): spawn BrokerActor ×N here, after the quorum is up.
-                log.info("cluster %s: %d brokers requested; brokers come with the broker issue",
-                         self.name, self.brokers_requested)
+                self._start_brokers()
             self.write_cluster_file()
             log.info("cluster %s up: controllers %s, leader %d", self.name,
                      self.controller_addresses, leader)
@@ -279,6 +305,12 @@ class LocalCluster:
         if self._closed:
             return
         self._closed = True
+        # Brokers first (controlled shutdown needs the controllers), then the controllers.
+        brokers = {broker_actor_name(b.broker_id): b.handle
+                   for b in self._brokers.values() if b.handle is not None}
+        for b in self._brokers.values():
+            b.handle = None
+        stop_actors(brokers, self._stop_grace_s)
         handles = {controller_actor_name(slot.node_id): slot.handle
                    for slot in self._controllers.values() if slot.handle is not None}
         for slot in self._controllers.values():
@@ -296,6 +328,8 @@ class LocalCluster:
         self._closed = True
         for slot in self._controllers.values():
             slot.handle = None
+        for b in self._brokers.values():
+            b.handle = None
 
     def _prepare_data_dir(self) -> None:
         if self._data_dir_arg is None:
@@ -517,13 +551,183 @@ class LocalCluster:
                 timeout=10.0)
 
     # ---- brokers --------------------------------------------------------------------------
-    # TODO(issue 4, brokers): `broker_ids`, `bootstrap_servers`, `kill_broker(id)`,
-    # `restart_broker(id)` live here, mirroring the controller methods (named `broker-<id>`,
-    # same namespace, fixed ports, data dir `<data-dir>/broker-<id>`).
+
+    def _start_brokers(self) -> None:
+        ids = list(range(1, self.brokers_requested + 1))
+        ports = _free_ports(len(ids))
+        for broker_id, port in zip(ids, ports, strict=True):
+            self._brokers[broker_id] = _BrokerSlot(broker_id=broker_id, port=port)
+        for slot in self._brokers.values():
+            slot.handle = self._spawn_broker(slot)
+        starts = [s.handle.start.remote() for s in self._brokers.values() if s.handle]
+        ray.get(starts, timeout=self._start_timeout_s)
+        pids: list[int] = ray.get(
+            [s.handle.pid.remote() for s in self._brokers.values() if s.handle],
+                       timeout=self._start_timeout_s)
+        for slot, pid in zip(self._brokers.values(), pids, strict=True):
+            slot.pid = pid
+        self.wait_for_brokers_unfenced(ids, self._start_timeout_s)
+
+    def _spawn_broker(self, slot: _BrokerSlot) -> Handle:
+        assert self.data_dir is not None
+        options: dict[str, Any] = {
+            "name": broker_actor_name(slot.broker_id),
+            "namespace": self.namespace,
+            "num_cpus": 0,
+            "max_restarts": 0,
+        }
+        if self._detached:
+            options["lifetime"] = "detached"
+        cls = ray.remote(BrokerActor)
+        deadline = time.monotonic() + 10.0
+        while True:
+            try:
+                return cast(Handle, cls.options(**options).remote(
+                    slot.broker_id, str(self.data_dir), controllers=self.controller_addresses,
+                    port=slot.port, config=dict(self._broker_config), cluster_id=self.name,
+                    log_level=self._log_level))
+            except ValueError:  # the name of a just-killed actor may take a moment to free
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
 
     @property
     def broker_ids(self) -> list[int]:
-        return []
+        return sorted(self._brokers)
+
+    @property
+    def broker_addresses(self) -> dict[int, str]:
+        """id → "host:port" of every broker (fixed for the cluster's life)."""
+        return {i: f"127.0.0.1:{s.port}" for i, s in sorted(self._brokers.items())}
+
+    @property
+    def bootstrap_servers(self) -> str:
+        """"host:port,host:port,..." of every broker, for the clients."""
+        return ",".join(self.broker_addresses.values())
+
+    @property
+    def broker_config(self) -> dict[str, Any]:
+        return dict(self._broker_config)
+
+    def broker_data_dir(self, broker_id: int) -> Path:
+        assert self.data_dir is not None
+        return self.data_dir / broker_actor_name(broker_id)
+
+    def broker_handle(self, broker_id: int) -> Handle:
+        handle = self._brokers[broker_id].handle
+        if handle is None:
+            raise LookupError(f"broker {broker_id} is not running")
+        return handle
+
+    def live_broker_ids(self) -> list[int]:
+        return [i for i, s in sorted(self._brokers.items()) if s.handle is not None]
+
+    def broker_status(self, broker_id: int, timeout_s: float = 5.0) -> dict[str, Any] | None:
+        """The broker's `status()`, or None if it is dead or does not answer in time."""
+        return self.broker_statuses(timeout_s, ids=[broker_id])[broker_id]
+
+    def broker_statuses(
+        self, timeout_s: float = 5.0, ids: Iterable[int] | None = None
+    ) -> dict[int, dict[str, Any] | None]:
+        """`status()` of each broker, asked concurrently; None for dead or silent ones."""
+        wanted = sorted(ids) if ids is not None else self.broker_ids
+        result: dict[int, dict[str, Any] | None] = {i: None for i in wanted}
+        refs: dict[Any, int] = {}
+        for broker_id in wanted:
+            handle = self._brokers[broker_id].handle
+            if handle is not None:
+                refs[handle.status.remote()] = broker_id
+        if not refs:
+            return result
+        done, _ = ray.wait(list(refs), num_returns=len(refs), timeout=timeout_s)
+        for ref in done:
+            try:
+                result[refs[ref]] = ray.get(ref)
+            except Exception:  # noqa: BLE001 - a dead actor answers with an error: None
+                result[refs[ref]] = None
+        return result
+
+    def wait_for(self, predicate: Callable[[], bool], timeout_s: float, *, what: str = "condition",
+                 poll_s: float = 0.05) -> None:
+        """Poll `predicate` until it is true; TimeoutError after `timeout_s`."""
+        deadline = time.monotonic() + timeout_s
+        while not predicate():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{what}: not true after {timeout_s}s")
+            time.sleep(poll_s)
+
+    def wait_for_brokers_unfenced(self, ids: Iterable[int] | None = None,
+                                  timeout_s: float = 30.0) -> None:
+        """Poll until every broker in `ids` (default: all live) is registered and unfenced."""
+        wanted = sorted(ids) if ids is not None else self.live_broker_ids()
+
+        def ready() -> bool:
+            statuses = self.broker_statuses(2.0, ids=wanted)
+            return all(st is not None and not st.get("fenced", True)
+                       and int(st.get("broker_epoch", -1)) >= 0 for st in statuses.values())
+
+        try:
+            self.wait_for(ready, timeout_s, what=f"brokers {wanted} registered and unfenced")
+        except TimeoutError as exc:
+            raise TimeoutError(f"{exc}: {self.broker_statuses(1.0, ids=wanted)}") from None
+
+    def kill_broker(self, broker_id: int) -> None:
+        """Kill the broker's process at once (ray.kill: no controlled shutdown, no atexit)."""
+        slot = self._brokers[broker_id]
+        handle, slot.handle = slot.handle, None
+        if handle is None:
+            raise LookupError(f"broker {broker_id} is not running")
+        ray.kill(handle, no_restart=True)
+        log.info("cluster %s: killed broker %d (pid %s)", self.name, broker_id, slot.pid)
+
+    def stop_broker(self, broker_id: int) -> None:
+        """Controlled shutdown (leaderships move away), then kill its actor."""
+        slot = self._brokers[broker_id]
+        handle, slot.handle = slot.handle, None
+        if handle is not None:
+            stop_actor(handle, self._stop_grace_s, what=broker_actor_name(broker_id))
+
+    def restart_broker(self, broker_id: int, timeout_s: float = 30.0, *,
+                       wait_unfenced: bool = True) -> None:
+        """A new actor with the same id, data dir and port (the old one is killed first).
+
+        Returns once it serves (and, by default, once it is registered and unfenced); it then
+        recovers its logs, truncates any divergent suffix and catches up from the leaders.
+        """
+        slot = self._brokers[broker_id]
+        if slot.handle is not None:
+            self.kill_broker(broker_id)
+        deadline = time.monotonic() + timeout_s
+        while slot.pid is not None and not _process_gone(slot.pid):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"broker {broker_id} (pid {slot.pid}) did not exit")
+            time.sleep(0.02)
+        handle = self._spawn_broker(slot)
+        slot.handle = handle
+        slot.restarts += 1
+        remaining = max(1.0, deadline - time.monotonic())
+        address = cast(str, ray.get(handle.start.remote(), timeout=remaining))
+        assert address == self.broker_addresses[broker_id], (address, broker_id)
+        slot.pid = cast(int, ray.get(handle.pid.remote(), timeout=remaining))
+        if wait_unfenced:
+            self.wait_for_brokers_unfenced([broker_id], max(1.0, deadline - time.monotonic()))
+        log.info("cluster %s: restarted broker %d (pid %d)", self.name, broker_id, slot.pid)
+
+    def isolate_broker_from(self, broker_id: int, peers: Iterable[int]) -> None:
+        """Cut the links between `broker_id` and the brokers `peers`, on both sides."""
+        peer_ids = sorted(peers)
+        refs = [self.broker_handle(broker_id).isolate_from.remote(
+            [broker_actor_name(p) for p in peer_ids] + [self.broker_addresses[p]
+                                                         for p in peer_ids])]
+        for p in peer_ids:
+            refs.append(self.broker_handle(p).isolate_from.remote(
+                [broker_actor_name(broker_id), self.broker_addresses[broker_id]]))
+        ray.get(refs, timeout=10.0)
+
+    def heal_brokers(self) -> None:
+        """Clear every link fault on every live broker."""
+        ray.get([self.broker_handle(i).heal.remote() for i in self.live_broker_ids()],
+                timeout=10.0)
 
     # ---- cluster.json ---------------------------------------------------------------------
 
@@ -535,9 +739,10 @@ class LocalCluster:
             "data_dir": str(self.data_dir) if self.data_dir else None,
             "detached": self._detached,
             "controllers": {str(i): a for i, a in self.controller_addresses.items()},
-            "brokers": {},
+            "brokers": {str(i): a for i, a in self.broker_addresses.items()},
             "brokers_requested": self.brokers_requested,
-            "bootstrap_servers": "",
+            "bootstrap_servers": self.bootstrap_servers,
+            "broker_config": self._broker_config,
             "election_timeout_ms": self._election_timeout_ms,
             "ray_address": _ray_address(),
         }
@@ -549,6 +754,21 @@ class LocalCluster:
         path = self.data_dir / CLUSTER_FILE
         _write_json_atomic(path, self.describe())
         return path
+
+
+def _controller_config_for(broker_config: dict[str, Any]) -> ControllerConfig | None:
+    """The controllers' config matching the brokers' timing overrides (None: defaults)."""
+    mapping = {
+        "broker.heartbeat.interval.ms": "broker_heartbeat_interval_ms",
+        "broker.session.timeout.ms": "broker_session_timeout_ms",
+        "min.insync.replicas": "min_insync_replicas",
+        "default.replication.factor": "default_replication_factor",
+        "num.partitions": "num_partitions",
+        "unclean.leader.election.enable": "unclean_leader_election_enable",
+    }
+    kwargs = {field_name: broker_config[key] for key, field_name in mapping.items()
+              if key in broker_config}
+    return ControllerConfig(**kwargs) if kwargs else None
 
 
 def _ray_address() -> str | None:
@@ -714,6 +934,45 @@ def _query_controllers(info: dict[str, Any], timeout_s: float = 5.0
     return statuses
 
 
+def _query_brokers(info: dict[str, Any], timeout_s: float = 5.0
+                   ) -> dict[int, dict[str, Any] | None]:
+    namespace = info["namespace"]
+    refs: dict[Any, int] = {}
+    statuses: dict[int, dict[str, Any] | None] = {}
+    for key in sorted(info.get("brokers", {}), key=int):
+        broker_id = int(key)
+        statuses[broker_id] = None
+        try:
+            handle = ray.get_actor(broker_actor_name(broker_id), namespace=namespace)
+        except ValueError:
+            continue
+        refs[handle.status.remote()] = broker_id
+    if refs:
+        done, _ = ray.wait(list(refs), num_returns=len(refs), timeout=timeout_s)
+        for ref in done:
+            with contextlib.suppress(Exception):
+                statuses[refs[ref]] = ray.get(ref)
+    return statuses
+
+
+def _broker_rows(info: dict[str, Any], statuses: dict[int, dict[str, Any] | None]
+                 ) -> list[list[str]]:
+    rows = [["ID", "ROLE", "ADDRESS", "EPOCH", "FENCED", "LEADERS", "FOLLOWERS",
+             "UNDER-REPLICATED", "STATUS"]]
+    for broker_id in sorted(statuses):
+        st = statuses[broker_id]
+        address = info.get("brokers", {}).get(str(broker_id), "")
+        if st is None:
+            rows.append([str(broker_id), "broker", address, "-", "-", "-", "-", "-",
+                         "unreachable"])
+            continue
+        rows.append([str(broker_id), "broker", str(st.get("address") or address),
+                     str(st.get("broker_epoch", "-")), str(st.get("fenced", "-")).lower(),
+                     str(st.get("leaders", "-")), str(st.get("followers", "-")),
+                     str(st.get("under_replicated", "-")), "alive"])
+    return rows
+
+
 def cluster_up(args: argparse.Namespace) -> int:
     """`rafka cluster up`: start a cluster that outlives this command; print it."""
     data_dir = _data_dir(args)
@@ -746,9 +1005,11 @@ def cluster_up(args: argparse.Namespace) -> int:
         for node_id, addr in cluster.controller_addresses.items():
             mark = "  (leader)" if node_id == leader else ""
             print(f"  controller-{node_id}  {addr}{mark}")
-        if args.brokers:
-            print(f"  brokers: {args.brokers} requested; brokers come with the broker issue")
+        for broker_id, addr in cluster.broker_addresses.items():
+            print(f"  broker-{broker_id}      {addr}")
         print(f"controller leader: {leader}")
+        if cluster.broker_ids:
+            print(f"bootstrap servers: {cluster.bootstrap_servers}")
         print(f"cluster file: {data_dir / CLUSTER_FILE}")
         cluster.detach()
     except BaseException:
@@ -764,7 +1025,10 @@ def cluster_up(args: argparse.Namespace) -> int:
 
 
 def cluster_status(args: argparse.Namespace) -> int:
-    """`rafka cluster status`: one row per controller and the leader; exit 1 if no leader."""
+    """`rafka cluster status`: controllers, brokers, partition counts; exit 1 if unhealthy
+
+    (no controller leader, or a broker unreachable or fenced).
+    """
     data_dir = _data_dir(args)
     info = _read_cluster_file(data_dir)
     if info is None:
@@ -778,14 +1042,24 @@ def cluster_status(args: argparse.Namespace) -> int:
         return 1
     try:
         statuses = _query_controllers(info)
+        broker_statuses = _query_brokers(info)
     finally:
         ray.shutdown()
     leader = majority_leader(statuses, len(info["controllers"]))
     print(f"cluster {info['name']} (namespace {info['namespace']}, Ray {address})")
     _print_table(_status_rows(info, statuses, leader))
     print(f"controller leader: {leader if leader is not None else 'none'}")
-    print(f"brokers: {len(info.get('brokers', {}))} (brokers come with the broker issue)")
-    return 0 if leader is not None else 1
+    if broker_statuses:
+        _print_table(_broker_rows(info, broker_statuses))
+        live = [st for st in broker_statuses.values() if st is not None]
+        print(f"bootstrap servers: {info.get('bootstrap_servers', '')}")
+        print(f"brokers: {len(live)} of {len(broker_statuses)} alive, "
+              f"{sum(1 for st in live if not st.get('fenced', True))} unfenced; "
+              f"partition leaders {sum(int(st.get('leaders', 0)) for st in live)}, "
+              f"under-replicated {sum(int(st.get('under_replicated', 0)) for st in live)}")
+    healthy = all(st is not None and not st.get("fenced", True)
+                  for st in broker_statuses.values())
+    return 0 if leader is not None and healthy else 1
 
 
 def cluster_down(args: argparse.Namespace) -> int:
@@ -810,13 +1084,20 @@ def cluster_down(args: argparse.Namespace) -> int:
         print(f"cannot reach Ray at {address} ({type(exc).__name__}); its actors are gone")
     else:
         try:
+            brokers: dict[str, Handle] = {}
+            for key in sorted(info.get("brokers", {}), key=int):
+                name = broker_actor_name(int(key))
+                with contextlib.suppress(ValueError):
+                    brokers[name] = ray.get_actor(name, namespace=info["namespace"])
+            stop_actors(brokers, 1.0)  # first: controlled shutdown needs the controllers
+            stopped += list(brokers)
             handles: dict[str, Handle] = {}
             for key in sorted(info["controllers"], key=int):
                 name = controller_actor_name(int(key))
                 with contextlib.suppress(ValueError):
                     handles[name] = ray.get_actor(name, namespace=info["namespace"])
             stop_actors(handles, 1.0)
-            stopped = list(handles)
+            stopped += list(handles)
         finally:
             ray.shutdown()
     print(f"stopped {', '.join(stopped) if stopped else 'no actors'}")

@@ -21,7 +21,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("proto", "clients", "cluster", "controller", "chaos")
 SHELL_SUFFIXES = ("_actor.py", "_servicer.py", "_transport.py", "_runtime.py")
-COMPOSITION_ROOTS = {"cluster/launcher.py", "cluster/cli.py", "cluster/demo.py"}
+COMPOSITION_ROOTS = {
+    "cluster/launcher.py", "cluster/cli.py", "cluster/demo.py", "cluster/demo_cluster.py",
+}
 # Public client façades run the async engine (sync clients on a client-owned thread).
 CLIENT_FACADES = {
     "clients/producer/producer.py",
