@@ -16,23 +16,12 @@ from typing import Any
 
 from cluster.broker_runtime import BrokerServer
 from proto.broker_config import BrokerConfig
-from proto.fault_transport import FAULTS, LinkFault
+from proto.fault_transport import ActorChaosHooks, configure_actor_logging
 
 log = logging.getLogger(__name__)
 
-_LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 
-
-def _link_fault(spec: dict[str, Any] | LinkFault) -> LinkFault:
-    if isinstance(spec, LinkFault):
-        return spec
-    unknown = set(spec) - {"drop", "delay_ms"}
-    if unknown:
-        raise ValueError(f"unknown link fault keys {sorted(unknown)}; use drop, delay_ms")
-    return LinkFault(drop=bool(spec.get("drop", False)), delay_ms=int(spec.get("delay_ms", 0)))
-
-
-class BrokerActor:
+class BrokerActor(ActorChaosHooks):
     """A broker as a Ray actor; see the module docstring."""
 
     def __init__(self, broker_id: int, data_dir: str, *, controllers: dict[int, str],
@@ -66,7 +55,7 @@ class BrokerActor:
         """Bind, recover logs, register and serve; returns "host:port"."""
         if self._started and self._address is not None:
             return self._address
-        self._configure_logging()
+        configure_actor_logging(self._log_level)
         os.makedirs(self.data_dir, exist_ok=True)
         config = self._config if isinstance(self._config, BrokerConfig) else \
             BrokerConfig.resolve(self._config or {})
@@ -103,37 +92,3 @@ class BrokerActor:
 
     def address(self) -> str | None:
         return self._address
-
-    # -- chaos hooks --
-
-    def set_link_faults(self, outgoing: dict[str, dict[str, Any]] | None = None,
-                        incoming: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
-        """Add link faults: peer name or address → {"drop": bool, "delay_ms": int}."""
-        for peer, spec in sorted((outgoing or {}).items()):
-            FAULTS.set_outgoing(peer, _link_fault(spec))
-        for peer, spec in sorted((incoming or {}).items()):
-            FAULTS.set_incoming(peer, _link_fault(spec))
-        return self.faults()
-
-    def isolate_from(self, peers: list[str]) -> dict[str, Any]:
-        log.info("[broker %d] isolating from %s", self.broker_id, sorted(peers))
-        FAULTS.isolate_from(sorted(peers))
-        return self.faults()
-
-    def heal(self) -> dict[str, Any]:
-        FAULTS.heal()
-        return self.faults()
-
-    def faults(self) -> dict[str, Any]:
-        return FAULTS.describe()
-
-    def _configure_logging(self) -> None:
-        if self._log_level is None:
-            return
-        root = logging.getLogger()
-        root.setLevel(self._log_level.upper())
-        if not any(getattr(h, "_rafka", False) for h in root.handlers):
-            handler = logging.StreamHandler()
-            handler.setFormatter(logging.Formatter(_LOG_FORMAT))
-            handler._rafka = True  # type: ignore[attr-defined]
-            root.addHandler(handler)

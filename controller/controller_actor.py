@@ -34,12 +34,10 @@ from typing import Any
 
 from controller.server import ControllerServer
 from proto.errors import RafkaError
-from proto.fault_transport import FAULTS, LinkFault
+from proto.fault_transport import ActorChaosHooks, configure_actor_logging
 from proto.metadata import NoOpRecord
 
 log = logging.getLogger(__name__)
-
-_LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 class _ActorLog(logging.LoggerAdapter):  # type: ignore[type-arg]
@@ -55,16 +53,7 @@ class _ActorLog(logging.LoggerAdapter):  # type: ignore[type-arg]
         return f"[controller {self.node_id}] {msg}", kwargs
 
 
-def _link_fault(spec: dict[str, Any] | LinkFault) -> LinkFault:
-    if isinstance(spec, LinkFault):
-        return spec
-    unknown = set(spec) - {"drop", "delay_ms"}
-    if unknown:
-        raise ValueError(f"unknown link fault keys {sorted(unknown)}; use drop, delay_ms")
-    return LinkFault(drop=bool(spec.get("drop", False)), delay_ms=int(spec.get("delay_ms", 0)))
-
-
-class ControllerActor:
+class ControllerActor(ActorChaosHooks):
     """A controller quorum voter as a Ray actor; see the module docstring."""
 
     def __init__(
@@ -120,7 +109,7 @@ class ControllerActor:
         """
         if self._address is not None:
             return self._address
-        self._configure_logging()
+        configure_actor_logging(self._log_level)
         os.makedirs(self.data_dir, exist_ok=True)
         self._server = ControllerServer(
             self.node_id,
@@ -202,48 +191,3 @@ class ControllerActor:
                 error = f"{type(exc).__name__}: {exc}"
         elapsed_ms = (time.perf_counter_ns() - started) / 1e6
         return {"offset": offset, "elapsed_ms": elapsed_ms, "error": error}
-
-    # ---- chaos hooks ----------------------------------------------------------------------
-
-    def set_link_faults(
-        self,
-        outgoing: dict[str, dict[str, Any]] | None = None,
-        incoming: dict[str, dict[str, Any]] | None = None,
-    ) -> dict[str, Any]:
-        """Add link faults: peer name or address → {"drop": bool, "delay_ms": int}.
-
-        `outgoing` applies to calls this process makes to the peer, `incoming` to calls the
-        peer makes to this process. Returns the resulting table (`faults()`).
-        """
-        for peer, spec in sorted((outgoing or {}).items()):
-            FAULTS.set_outgoing(peer, _link_fault(spec))
-        for peer, spec in sorted((incoming or {}).items()):
-            FAULTS.set_incoming(peer, _link_fault(spec))
-        return self.faults()
-
-    def isolate_from(self, peers: list[str]) -> dict[str, Any]:
-        """Drop every call to and from each of `peers` (this side of a partition)."""
-        self._log.info("isolating from %s", sorted(peers))
-        FAULTS.isolate_from(sorted(peers))
-        return self.faults()
-
-    def heal(self) -> dict[str, Any]:
-        """Clear every link fault of this process."""
-        FAULTS.heal()
-        return self.faults()
-
-    def faults(self) -> dict[str, Any]:
-        return FAULTS.describe()
-
-    # ---- helpers --------------------------------------------------------------------------
-
-    def _configure_logging(self) -> None:
-        if self._log_level is None:
-            return
-        root = logging.getLogger()
-        root.setLevel(self._log_level.upper())
-        if not any(getattr(h, "_rafka", False) for h in root.handlers):
-            handler = logging.StreamHandler()
-            handler.setFormatter(logging.Formatter(_LOG_FORMAT))
-            handler._rafka = True  # type: ignore[attr-defined]
-            root.addHandler(handler)

@@ -215,3 +215,52 @@ def _faulty_handler(
 
 def server_interceptors(table: FaultTable | None = None) -> list[grpc.aio.ServerInterceptor]:
     return [_ServerFaults(table if table is not None else FAULTS)]
+
+
+def link_fault(spec: dict[str, Any] | LinkFault) -> LinkFault:
+    """A LinkFault from chaos's wire spec {"drop": bool, "delay_ms": int}."""
+    if isinstance(spec, LinkFault):
+        return spec
+    return LinkFault(drop=bool(spec.get("drop", False)), delay_ms=int(spec.get("delay_ms", 0)))
+
+
+_ACTOR_LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def configure_actor_logging(level: str | None) -> None:
+    """Give an actor process one stream handler at `level` (once per process)."""
+    if level is None:
+        return
+    root = logging.getLogger()
+    root.setLevel(level.upper())
+    if not any(getattr(h, "_rafka", False) for h in root.handlers):
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter(_ACTOR_LOG_FORMAT))
+        handler._rafka = True  # type: ignore[attr-defined]
+        root.addHandler(handler)
+
+
+class ActorChaosHooks:
+    """The chaos hooks every Rafka actor exposes; they act on this process's `FAULTS`."""
+
+    def set_link_faults(self, outgoing: dict[str, dict[str, Any]] | None = None,
+                        incoming: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+        """Add link faults: peer name or address → {"drop": bool, "delay_ms": int}."""
+        for peer, spec in sorted((outgoing or {}).items()):
+            FAULTS.set_outgoing(peer, link_fault(spec))
+        for peer, spec in sorted((incoming or {}).items()):
+            FAULTS.set_incoming(peer, link_fault(spec))
+        return self.faults()
+
+    def isolate_from(self, peers: list[str]) -> dict[str, Any]:
+        """Drop every call to and from each of `peers` (this side of a partition)."""
+        FAULTS.isolate_from(sorted(peers))
+        return self.faults()
+
+    def heal(self) -> dict[str, Any]:
+        """Clear every link fault of this process."""
+        FAULTS.heal()
+        return self.faults()
+
+    def faults(self) -> dict[str, Any]:
+        return FAULTS.describe()
