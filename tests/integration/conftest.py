@@ -3,8 +3,8 @@
 - `ray_session`: ONE private local Ray instance per test session (`address="local"`: never a
   `ray start` head someone else runs on this machine), shut down at the end. Starting Ray costs
   seconds, so every test that needs actors shares it.
-- `local_cluster`: a factory, `local_cluster(controllers=3, ...) -> LocalCluster` (started,
-  leader elected), each in its own namespace `rafka-test-<random>`; the finalizer closes every
+- `local_cluster`: a factory, `local_cluster(brokers=3, controllers=3, ...) -> LocalCluster`
+  (LocalCluster's kwargs and defaults; started: controller leader elected, brokers unfenced), each in its own namespace `rafka-test-<random>`; the finalizer closes every
   cluster it made (graceful stop, then ray.kill), also when the test failed.
 """
 
@@ -44,7 +44,6 @@ def local_cluster(ray_session: None) -> Iterator[Callable[..., LocalCluster]]:
 
     def make(**kwargs: Any) -> LocalCluster:
         kwargs.setdefault("name", unique_name("test"))
-        kwargs.setdefault("brokers", 0)  # brokers come with the broker issue
         cluster = LocalCluster(**kwargs)
         made.append(cluster)
         return cluster.start()

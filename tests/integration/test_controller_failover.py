@@ -62,7 +62,7 @@ def commit_index(cluster: LocalCluster, node_id: int) -> int:
 
 
 def test_three_controllers_elect_one_leader_and_commit(local_cluster: MakeCluster) -> None:
-    cluster = local_cluster(controllers=3, election_timeout_ms=ELECTION_TIMEOUT_MS)
+    cluster = local_cluster(brokers=0, controllers=3, election_timeout_ms=ELECTION_TIMEOUT_MS)
     leader = cluster.wait_for_leader(ELECTION_BOUND_S)
     statuses = cluster.controller_statuses()
     assert [st["role"] for st in statuses.values() if st].count("leader") == 1, statuses
@@ -82,7 +82,7 @@ def test_leader_kill_elects_new_leader_and_restart_catches_up_from_snapshot(
     local_cluster: MakeCluster,
 ) -> None:
     snapshot_every = 20
-    cluster = local_cluster(controllers=3, election_timeout_ms=ELECTION_TIMEOUT_MS,
+    cluster = local_cluster(brokers=0, controllers=3, election_timeout_ms=ELECTION_TIMEOUT_MS,
                             snapshot_interval_entries=snapshot_every)
     old = cluster.wait_for_leader(ELECTION_BOUND_S)
     old_term = status(cluster, old)["term"]
@@ -121,7 +121,7 @@ def test_leader_kill_elects_new_leader_and_restart_catches_up_from_snapshot(
 def test_partitioned_follower_cannot_commit_and_rejoins_without_deposing_the_leader(
     local_cluster: MakeCluster,
 ) -> None:
-    cluster = local_cluster(controllers=3, election_timeout_ms=ELECTION_TIMEOUT_MS)
+    cluster = local_cluster(brokers=0, controllers=3, election_timeout_ms=ELECTION_TIMEOUT_MS)
     leader = cluster.wait_for_leader(ELECTION_BOUND_S)
     commit_noops(cluster, leader, 3)
     term = status(cluster, leader)["term"]
@@ -153,7 +153,7 @@ def test_partitioned_follower_cannot_commit_and_rejoins_without_deposing_the_lea
 def test_partitioned_leader_stops_committing_and_majority_elects_a_new_one(
     local_cluster: MakeCluster,
 ) -> None:
-    cluster = local_cluster(controllers=3, election_timeout_ms=ELECTION_TIMEOUT_MS)
+    cluster = local_cluster(brokers=0, controllers=3, election_timeout_ms=ELECTION_TIMEOUT_MS)
     old = cluster.wait_for_leader(ELECTION_BOUND_S)
     before = commit_noops(cluster, old, 3)
 
