@@ -8,6 +8,10 @@ Retriable errors (a whole-request error such as REQUEST_TIMED_OUT or NOT_CONTROL
 unreachable broker, or a retriable per-item code) are retried with retry.backoff.ms until
 default.api.timeout.ms (or the call's `timeout`), then raise `KafkaTimeoutError`. Batch calls
 raise the first per-item error, or with `return_exceptions=True` return {item: None | error}.
+
+Group calls find the group's coordinator with FindCoordinator (any broker) and send to it;
+NOT_COORDINATOR / COORDINATOR_NOT_AVAILABLE / COORDINATOR_LOAD_IN_PROGRESS look the
+coordinator up again. `describe_quorum` is forwarded by any broker to the active controller.
 """
 
 from __future__ import annotations
@@ -27,8 +31,21 @@ from clients.consumer.fetcher_runtime import leader_of, list_offsets
 from clients.engine_runtime import EngineThread
 from clients.errors import ClientClosedError, KafkaTimeoutError
 from clients.network_transport import BrokerNetwork
-from clients.types import NewTopic, PartitionInfo, TopicDescription, TopicPartition
-from proto import admin_pb2, broker_pb2, common_pb2
+from clients.consumer.protocol import decode_assignment
+from clients.types import (
+    GroupDescription,
+    GroupListing,
+    GroupPartitionLag,
+    MemberDescription,
+    NewTopic,
+    OffsetAndMetadata,
+    PartitionInfo,
+    QuorumInfo,
+    QuorumReplica,
+    TopicDescription,
+    TopicPartition,
+)
+from proto import admin_pb2, broker_pb2, common_pb2, controller_pb2
 from proto.errors import ErrorCode, RafkaError, error_class
 
 __all__ = [
@@ -45,6 +62,9 @@ __all__ = [
 T = TypeVar("T")
 TopicAlreadyExistsError = error_class(ErrorCode.TOPIC_ALREADY_EXISTS)
 _OFFSET_SPECS = {"earliest": -2, "latest": -1, "max_timestamp": -3}
+# Retriable in general (stale metadata), but final when the controller or coordinator says it
+# about the item itself: deleting or growing a topic that does not exist fails at once.
+_FINAL_CODES = frozenset({ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, ErrorCode.UNKNOWN_TOPIC_ID})
 
 
 class ConfigResourceType(IntEnum):
@@ -331,29 +351,276 @@ class AsyncAdmin:
         controller = resp.controller_id if resp.controller_id >= 0 else None
         return ClusterDescription(brokers, controller, resp.cluster_id)
 
+    async def describe_quorum(self, *, timeout: float | None = None) -> QuorumInfo:
+        """The metadata quorum: leader, epoch, high watermark, voters' and observers' progress.
+
+        Raises:
+            KafkaTimeoutError: no active controller answered in time.
+        """
+        async def attempt(rpc_timeout: float) -> controller_pb2.DescribeQuorumResponse:
+            resp = await self._any("DescribeQuorum", controller_pb2.DescribeQuorumRequest(),
+                                   rpc_timeout)
+            _raise_top_level(resp)
+            return resp  # type: ignore[no-any-return]
+
+        resp = await self._retrying(attempt, timeout, "DescribeQuorum")
+        leader = resp.leader_id if resp.HasField("leader_id") else None
+        leader_leo = max((v.log_end_offset for v in resp.voters if v.replica_id == leader),
+                         default=resp.high_watermark)
+
+        def replica(r: Any) -> QuorumReplica:
+            lag = max(leader_leo - r.log_end_offset, 0) if r.log_end_offset >= 0 else -1
+            return QuorumReplica(r.replica_id, r.log_end_offset, lag, r.last_fetch_timestamp,
+                                 r.last_caught_up_timestamp)
+
+        return QuorumInfo(leader, resp.term, resp.high_watermark,
+                          tuple(replica(v) for v in resp.voters),
+                          tuple(replica(o) for o in resp.observers))
+
+    # -- consumer groups --
+
+    async def _node_stub(self, node_id: int, rpc_timeout: float) -> Any:
+        """The stub of broker `node_id`; _Retry while it is not in the metadata (fenced)."""
+        net = await self._net()
+        if node_id not in net.metadata.brokers:
+            await net.refresh_metadata([], timeout_s=rpc_timeout)
+        try:
+            return net.stub(node_id)
+        except KeyError as exc:
+            raise _Retry(exc) from None
+
+    async def _coordinator(self, group_id: str, rpc_timeout: float) -> tuple[int, Any]:
+        """(node id, stub) of the group's coordinator; _Retry while there is none."""
+        req = broker_pb2.FindCoordinatorRequest(
+            key_type=broker_pb2.COORDINATOR_TYPE_GROUP, coordinator_keys=[group_id])
+        resp = await self._any("FindCoordinator", req, rpc_timeout)
+        found = next((c for c in resp.coordinators if c.key == group_id), None)
+        if found is None:
+            raise _Retry(RafkaError(f"FindCoordinator gave no answer for group {group_id!r}"))
+        _check_item(found.error_code, f"group {group_id}: {found.error_message}")
+        return found.node_id, await self._node_stub(found.node_id, rpc_timeout)
+
+    async def list_consumer_groups(self, *, states: Iterable[str] = (),
+                                   timeout: float | None = None) -> list[GroupListing]:
+        """Every group of every live broker (each broker lists those it coordinates).
+
+        Args:
+            states: only groups in these states (Kafka's names); empty = all.
+        """
+        state_filter = list(states)
+
+        async def attempt(rpc_timeout: float) -> list[GroupListing]:
+            net = await self._net()
+            await net.refresh_metadata([], timeout_s=rpc_timeout)
+            found: dict[str, GroupListing] = {}
+            for node in sorted(net.metadata.brokers):
+                resp = await net.stub(node).ListGroups(
+                    broker_pb2.ListGroupsRequest(states_filter=state_filter),
+                    timeout=rpc_timeout, metadata=net.call_metadata)
+                _raise_top_level(resp)
+                for g in resp.groups:
+                    found[g.group_id] = GroupListing(g.group_id, g.protocol_type,
+                                                     g.group_state, node)
+            return sorted(found.values(), key=lambda g: g.group_id)
+
+        return await self._retrying(attempt, timeout, "ListGroups")
+
+    async def describe_consumer_groups(self, group_ids: Iterable[str], *,
+                                       timeout: float | None = None
+                                       ) -> dict[str, GroupDescription]:
+        """State, assignor and members (client id, host, decoded assignment) of each group.
+
+        A group the coordinator does not know is reported in state "Dead" with no members,
+        as Kafka does.
+
+        Raises:
+            RafkaError: a non-retriable per-group error.
+        """
+        out: dict[str, GroupDescription] = {}
+        for group_id in dict.fromkeys(group_ids):
+            async def attempt(rpc_timeout: float, group_id: str = group_id) -> GroupDescription:
+                node, stub = await self._coordinator(group_id, rpc_timeout)
+                resp = await stub.DescribeGroups(
+                    broker_pb2.DescribeGroupsRequest(groups=[group_id]), timeout=rpc_timeout,
+                    metadata=(await self._net()).call_metadata)
+                g = next((g for g in resp.groups if g.group_id == group_id), None)
+                if g is None:
+                    raise _Retry(RafkaError(f"DescribeGroups gave no answer for {group_id!r}"))
+                _check_item(g.error_code, f"group {group_id}: {g.error_message}")
+                members = tuple(_member(m, g.protocol_type) for m in g.members)
+                return GroupDescription(group_id, g.group_state or "Dead", g.protocol_type,
+                                        g.protocol_data, members, node)
+
+            out[group_id] = await self._retrying(attempt, timeout, "DescribeGroups")
+        return out
+
+    async def list_consumer_group_offsets(
+        self, group_id: str, partitions: Iterable[TopicPartition] | None = None, *,
+        timeout: float | None = None,
+    ) -> dict[TopicPartition, OffsetAndMetadata]:
+        """The group's committed offsets (all, or of `partitions`); uncommitted ones are left
+        out.
+
+        Raises:
+            RafkaError: a non-retriable group or partition error.
+        """
+        wanted = None if partitions is None else [TopicPartition(*tp) for tp in partitions]
+
+        async def attempt(rpc_timeout: float) -> dict[TopicPartition, OffsetAndMetadata]:
+            _, stub = await self._coordinator(group_id, rpc_timeout)
+            req = broker_pb2.OffsetFetchRequest()
+            g = req.groups.add(group_id=group_id)
+            for topic in dict.fromkeys(tp.topic for tp in wanted or ()):
+                g.topics.add(name=topic, partition_indexes=[
+                    tp.partition for tp in wanted or () if tp.topic == topic])
+            resp = await stub.OffsetFetch(req, timeout=rpc_timeout,
+                                          metadata=(await self._net()).call_metadata)
+            result: dict[TopicPartition, OffsetAndMetadata] = {}
+            for rg in resp.groups:
+                if rg.group_id != group_id:
+                    continue
+                _check_item(rg.error_code, f"group {group_id}: {rg.error_message}")
+                for t in rg.topics:
+                    for p in t.partitions:
+                        tp = TopicPartition(t.name, p.partition_index)
+                        _check_item(p.error_code, f"{group_id} {tp}: {p.error_message}")
+                        if p.committed_offset >= 0:
+                            result[tp] = OffsetAndMetadata(
+                                p.committed_offset, p.metadata if p.HasField("metadata") else "",
+                                p.committed_leader_epoch
+                                if p.HasField("committed_leader_epoch") else None)
+            return dict(sorted(result.items()))
+
+        return await self._retrying(attempt, timeout, "OffsetFetch")
+
+    async def alter_consumer_group_offsets(
+        self, group_id: str, offsets: Mapping[TopicPartition, int | OffsetAndMetadata], *,
+        timeout: float | None = None, return_exceptions: bool = False,
+    ) -> Any:
+        """Set committed offsets of a group with no active members (a "simple" commit:
+        generation -1 and no member id, as Kafka's admin client sends).
+
+        Raises:
+            UnknownMemberIdError / RebalanceInProgressError: the group has active members.
+            RafkaError: the first per-partition error.
+        """
+        todo = {TopicPartition(*tp): (o if isinstance(o, OffsetAndMetadata)
+                                      else OffsetAndMetadata(int(o)))
+                for tp, o in offsets.items()}
+        results: dict[TopicPartition, BaseException | None] = {}
+
+        async def attempt(rpc_timeout: float) -> None:
+            _, stub = await self._coordinator(group_id, rpc_timeout)
+            req = broker_pb2.OffsetCommitRequest(group_id=group_id, generation_id=-1,
+                                                 member_id="")
+            for topic in dict.fromkeys(tp.topic for tp in todo):
+                t = req.topics.add(name=topic)
+                for tp, om in todo.items():
+                    if tp.topic == topic:
+                        p = t.partitions.add(partition_index=tp.partition,
+                                             committed_offset=om.offset,
+                                             committed_metadata=om.metadata)
+                        if om.leader_epoch is not None:
+                            p.committed_leader_epoch = om.leader_epoch
+            resp = await stub.OffsetCommit(req, timeout=rpc_timeout,
+                                           metadata=(await self._net()).call_metadata)
+            retry: BaseException | None = None
+            for t in resp.topics:
+                for p in t.partitions:
+                    tp = TopicPartition(t.name, p.partition_index)
+                    if tp not in todo:
+                        continue
+                    err = (None if p.error_code == 0 else
+                           RafkaError.for_code(p.error_code, f"{group_id} {tp}: "
+                                               f"{p.error_message}"))
+                    if err is not None and err.retriable:
+                        retry = err
+                        continue
+                    results[tp] = err
+                    del todo[tp]
+            if todo:
+                raise _Retry(retry or RafkaError(f"no result for {sorted(todo)}"))
+
+        await self._retrying(attempt, timeout, "OffsetCommit")
+        return _finish(results, return_exceptions)  # type: ignore[arg-type]
+
+    async def delete_consumer_groups(self, group_ids: Iterable[str], *,
+                                     timeout: float | None = None,
+                                     return_exceptions: bool = False) -> Any:
+        """Delete groups with no members and their committed offsets.
+
+        Raises:
+            NonEmptyGroupError: the group has members; GroupIdNotFoundError: no such group.
+        """
+        results: dict[str, BaseException | None] = {}
+        for group_id in dict.fromkeys(group_ids):
+            async def attempt(rpc_timeout: float, group_id: str = group_id) -> None:
+                _, stub = await self._coordinator(group_id, rpc_timeout)
+                resp = await stub.DeleteGroups(
+                    broker_pb2.DeleteGroupsRequest(groups_names=[group_id]),
+                    timeout=rpc_timeout, metadata=(await self._net()).call_metadata)
+                _collect(resp.results, [group_id], results, lambda r: r.group_id)
+
+            try:
+                await self._retrying(attempt, timeout, "DeleteGroups")
+            except KafkaTimeoutError as exc:
+                results[group_id] = exc
+        return _finish(results, return_exceptions)
+
+    async def consumer_group_lag(self, group_id: str, *,
+                                 timeout: float | None = None) -> list[GroupPartitionLag]:
+        """Per partition: committed offset, log end offset (high watermark), lag and owner —
+        the partitions the group committed for or its members are assigned, sorted."""
+        description = (await self.describe_consumer_groups([group_id], timeout=timeout))[group_id]
+        committed = await self.list_consumer_group_offsets(group_id, timeout=timeout)
+        tps = set(committed)
+        for member in description.members:
+            tps.update(member.assignment)
+        ends = await self.list_offsets({tp: "latest" for tp in tps}, timeout=timeout) \
+            if tps else {}
+        rows = []
+        for tp in sorted(tps):
+            end = ends[tp].offset if tp in ends else -1
+            current = committed[tp].offset if tp in committed else None
+            lag = None if current is None or end < 0 else max(end - current, 0)
+            rows.append(GroupPartitionLag(group_id, tp.topic, tp.partition, current, end, lag,
+                                          description.owner_of(tp)))
+        return rows
+
     # -- configs --
 
     async def describe_configs(self, resources: Iterable[ConfigResource], *,
                                timeout: float | None = None
                                ) -> dict[ConfigResource, dict[str, ConfigEntry]]:
-        """Every config of each resource, with its source.
+        """Every config of each resource, with its source. A broker's own configs (name = its
+        id) are asked of that broker, as Kafka does; topics and the cluster default ("") of
+        any broker.
 
         Raises:
             RafkaError: the first per-resource error (e.g. UNKNOWN_TOPIC_OR_PARTITION).
         """
-        res = list(resources)
+        by_node: dict[int | None, list[ConfigResource]] = {}
+        for r in resources:
+            node = int(r.name) if r.type == ConfigResourceType.BROKER and r.name else None
+            by_node.setdefault(node, []).append(r)
 
-        async def attempt(rpc_timeout: float) -> broker_pb2.DescribeConfigsResponse:
-            req = broker_pb2.DescribeConfigsRequest(resources=[
-                broker_pb2.DescribeConfigsRequest.DescribeConfigsResource(
-                    resource_type=int(r.type), resource_name=r.name)  # type: ignore[arg-type]
-                for r in res])
-            return await self._any(  # type: ignore[no-any-return]
-                "DescribeConfigs", req, rpc_timeout)
+        async def attempt(rpc_timeout: float) -> list[Any]:
+            results: list[Any] = []
+            for node, res in by_node.items():
+                req = broker_pb2.DescribeConfigsRequest(resources=[
+                    broker_pb2.DescribeConfigsRequest.DescribeConfigsResource(
+                        resource_type=int(r.type), resource_name=r.name)  # type: ignore[arg-type]
+                    for r in res])
+                if node is None:
+                    resp = await self._any("DescribeConfigs", req, rpc_timeout)
+                else:
+                    resp = await (await self._node_stub(node, rpc_timeout)).DescribeConfigs(
+                        req, timeout=rpc_timeout, metadata=(await self._net()).call_metadata)
+                results.extend(resp.results)
+            return results
 
-        resp = await self._retrying(attempt, timeout, "DescribeConfigs")
         out: dict[ConfigResource, dict[str, ConfigEntry]] = {}
-        for r in resp.results:
+        for r in await self._retrying(attempt, timeout, "DescribeConfigs"):
             key = ConfigResource(ConfigResourceType(r.resource_type), r.resource_name)
             if r.error_code:
                 raise RafkaError.for_code(r.error_code, f"{key.name}: {r.error_message}")
@@ -515,6 +782,27 @@ def _creatable(t: NewTopic) -> admin_pb2.CreateTopicsRequest.CreatableTopic:
     return out
 
 
+def _check_item(code: int, message: str) -> None:
+    """Raise a group/partition error: _Retry if retriable (coordinator moved, loading...)."""
+    if code:
+        err = RafkaError.for_code(code, message)
+        if err.retriable:
+            raise _Retry(err)
+        raise err
+
+
+def _member(m: Any, protocol_type: str) -> MemberDescription:
+    partitions: tuple[TopicPartition, ...] = ()
+    if protocol_type == "consumer" and m.member_assignment:
+        try:
+            partitions = tuple(sorted(decode_assignment(m.member_assignment).partitions))
+        except RafkaError:
+            partitions = ()  # not Kafka's consumer protocol: shown without an assignment
+    return MemberDescription(
+        m.member_id, m.client_id, m.client_host,
+        m.group_instance_id if m.HasField("group_instance_id") else None, partitions)
+
+
 def _collect(items: Iterable[Any], todo: list[str], results: dict[str, BaseException | None],
              name_of: Callable[[Any], str]) -> None:
     """Record per-item results; raise _Retry while retriable ones remain."""
@@ -525,7 +813,7 @@ def _collect(items: Iterable[Any], todo: list[str], results: dict[str, BaseExcep
             continue
         err = (None if r.error_code == 0
                else RafkaError.for_code(r.error_code, f"{name}: {r.error_message}"))
-        if err is not None and err.retriable:
+        if err is not None and err.retriable and r.error_code not in _FINAL_CODES:
             retry = err
             continue
         results[name] = err
@@ -596,6 +884,37 @@ class Admin:
                       **kw: Any) -> dict[TopicPartition, BaseException | None]:
         return self._call(  # type: ignore[no-any-return]
             self._async.elect_leaders(election_type, partitions, **kw))
+
+    def describe_quorum(self, **kw: Any) -> QuorumInfo:
+        return self._call(self._async.describe_quorum(**kw))  # type: ignore[no-any-return]
+
+    def list_consumer_groups(self, **kw: Any) -> list[GroupListing]:
+        return self._call(self._async.list_consumer_groups(**kw))  # type: ignore[no-any-return]
+
+    def describe_consumer_groups(self, group_ids: Iterable[str],
+                                 **kw: Any) -> dict[str, GroupDescription]:
+        return self._call(  # type: ignore[no-any-return]
+            self._async.describe_consumer_groups(list(group_ids), **kw))
+
+    def list_consumer_group_offsets(self, group_id: str,
+                                    partitions: Iterable[TopicPartition] | None = None,
+                                    **kw: Any) -> dict[TopicPartition, OffsetAndMetadata]:
+        partitions = None if partitions is None else list(partitions)
+        return self._call(  # type: ignore[no-any-return]
+            self._async.list_consumer_group_offsets(group_id, partitions, **kw))
+
+    def alter_consumer_group_offsets(
+        self, group_id: str, offsets: Mapping[TopicPartition, int | OffsetAndMetadata],
+        **kw: Any,
+    ) -> Any:
+        return self._call(self._async.alter_consumer_group_offsets(group_id, dict(offsets), **kw))
+
+    def delete_consumer_groups(self, group_ids: Iterable[str], **kw: Any) -> Any:
+        return self._call(self._async.delete_consumer_groups(list(group_ids), **kw))
+
+    def consumer_group_lag(self, group_id: str, **kw: Any) -> list[GroupPartitionLag]:
+        return self._call(  # type: ignore[no-any-return]
+            self._async.consumer_group_lag(group_id, **kw))
 
     def close(self) -> None:
         """Close connections and the engine thread (idempotent)."""

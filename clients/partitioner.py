@@ -34,6 +34,7 @@ from dataclasses import dataclass
 __all__ = [
     "BuiltInPartitioner",
     "PartitionLoadStats",
+    "StickyState",
     "murmur2",
     "partition_for_key",
     "to_positive",
@@ -137,8 +138,10 @@ def build_load_stats(
     return PartitionLoadStats(tuple(table), tuple(partition_ids))
 
 
-class _StickyState:
-    """Per-topic state: Kafka's `StickyPartitionInfo` plus the topic's load stats."""
+class StickyState:
+    """Per-topic state: Kafka's `StickyPartitionInfo` plus the topic's load stats. The
+    accumulator's append fast path reads `partition` and adds to `produced_bytes` directly,
+    and calls `update_partition_info` only once they reach the switch threshold."""
 
     __slots__ = ("partition", "produced_bytes", "load_stats")
 
@@ -162,13 +165,17 @@ class BuiltInPartitioner:
         self.sticky_batch_size = max(1, sticky_batch_size)
         self.adaptive = adaptive
         self._rng = rng
-        self._topics: dict[str, _StickyState] = {}
+        self._topics: dict[str, StickyState] = {}
 
-    def _state(self, topic: str) -> _StickyState:
+    def _state(self, topic: str) -> StickyState:
         state = self._topics.get(topic)
         if state is None:
-            state = self._topics[topic] = _StickyState()
+            state = self._topics[topic] = StickyState()
         return state
+
+    def sticky_state(self, topic: str) -> StickyState:
+        """The topic's mutable sticky state (created empty: `partition` -1)."""
+        return self._state(topic)
 
     def partition(
         self, topic: str, num_partitions: int, available_partitions: Sequence[int]
@@ -182,7 +189,7 @@ class BuiltInPartitioner:
         """
         state = self._topics.get(topic)
         if state is None:
-            state = self._topics[topic] = _StickyState()
+            state = self._topics[topic] = StickyState()
         if not 0 <= state.partition < num_partitions:
             state.partition = self.next_partition(topic, num_partitions, available_partitions)
             state.produced_bytes = 0

@@ -1,14 +1,15 @@
 """The value types of the client API (CLIENT_API.md §5.2): partitions, records, offsets, topics.
 
 All are immutable: `TopicPartition` is a NamedTuple (a cheap dict key, unpacks as a pair, as in
-kafka-python/aiokafka); the rest are frozen, slotted dataclasses. Offsets follow Kafka's rule
-that a committed offset is the *next* offset to read (`Record.next_offset`).
+kafka-python/aiokafka), and so is `Record` (the consumer makes one per record, and a tuple is
+the cheapest object Python builds); the rest are frozen, slotted dataclasses. Offsets follow
+Kafka's rule that a committed offset is the *next* offset to read (`Record.next_offset`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import FrozenInstanceError, dataclass, field
 from types import MappingProxyType
 from typing import Generic, NamedTuple, TypeVar
 
@@ -72,12 +73,15 @@ class RecordMetadata:
         return TopicPartition(self.topic, self.partition)
 
 
-@dataclass(frozen=True, slots=True)
-class Record(Generic[K, V]):
+class Record(NamedTuple, Generic[K, V]):
     """One consumed record, after deserialization (`ConsumerRecord` is the same class).
 
     `headers` keep their order and may repeat a key; a header value may be None.
     `serialized_*_size` are the byte lengths before deserialization (-1 for a null key/value).
+
+    A NamedTuple rather than a dataclass because the consumer builds one per record: the
+    decoder makes each with one `tuple.__new__` (about a tenth of a frozen dataclass's
+    `__init__`). It is immutable all the same: assigning a field raises FrozenInstanceError.
     """
 
     topic: str
@@ -91,6 +95,12 @@ class Record(Generic[K, V]):
     leader_epoch: int | None = None
     serialized_key_size: int = -1
     serialized_value_size: int = -1
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise FrozenInstanceError(f"cannot assign to field {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise FrozenInstanceError(f"cannot delete field {name!r}")
 
     @property
     def next_offset(self) -> int:
@@ -211,3 +221,98 @@ class TopicDescription:
             if info.partition == partition:
                 return info
         raise KeyError(f"{self.name} has no partition {partition}")
+
+
+# -- Admin results for the metadata quorum and consumer groups (issue 5) -------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class QuorumReplica:
+    """One voter or observer of the metadata quorum, as the quorum leader sees it.
+
+    `lag` is the leader's log end offset minus this replica's (Kafka's metadata-quorum tool);
+    timestamps are wall-clock ms, -1 when unknown.
+    """
+
+    replica_id: int
+    log_end_offset: int
+    lag: int
+    last_fetch_timestamp: int = -1
+    last_caught_up_timestamp: int = -1
+
+
+@dataclass(frozen=True, slots=True)
+class QuorumInfo:
+    """`Admin.describe_quorum` result (Kafka's `QuorumInfo`)."""
+
+    leader_id: int | None
+    leader_epoch: int
+    high_watermark: int
+    voters: tuple[QuorumReplica, ...]
+    observers: tuple[QuorumReplica, ...] = ()
+
+    @property
+    def max_follower_lag(self) -> int:
+        return max((v.lag for v in self.voters if v.replica_id != self.leader_id), default=0)
+
+
+@dataclass(frozen=True, slots=True)
+class GroupListing:
+    """`Admin.list_consumer_groups` entry. `state` uses Kafka's names (Stable, Empty, ...)."""
+
+    group_id: str
+    protocol_type: str
+    state: str
+    coordinator_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MemberDescription:
+    """A member of a described group; `assignment` is decoded for "consumer" groups."""
+
+    member_id: str
+    client_id: str
+    host: str
+    group_instance_id: str | None = None
+    assignment: tuple[TopicPartition, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class GroupDescription:
+    """`Admin.describe_consumer_groups` result. `protocol` is the chosen assignor."""
+
+    group_id: str
+    state: str
+    protocol_type: str
+    protocol: str
+    members: tuple[MemberDescription, ...]
+    coordinator_id: int | None = None
+
+    def owner_of(self, tp: TopicPartition) -> MemberDescription | None:
+        """The member assigned `tp`, if any."""
+        for member in self.members:
+            if tp in member.assignment:
+                return member
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class GroupPartitionLag:
+    """One row of a group's lag report (kafka-consumer-groups --describe).
+
+    `current_offset` / `lag` are None when the group has committed nothing for the partition.
+    """
+
+    group_id: str
+    topic: str
+    partition: int
+    current_offset: int | None
+    log_end_offset: int
+    lag: int | None
+    member: MemberDescription | None = None
+
+
+__all__ += [
+    "GroupDescription", "GroupListing", "GroupPartitionLag", "MemberDescription",
+    "QuorumInfo", "QuorumReplica",
+]

@@ -19,6 +19,8 @@ waiting is done by `BrokerMetadata` (sync / wait_for) and the calls by `Controll
   forwarded unchanged to the active controller. After a successful answer the handler waits
   (bounded) on `BrokerMetadata.sync`, a read barrier, so a following Metadata or DescribeConfigs
   on this broker sees the change. No controller → REQUEST_TIMED_OUT.
+- DescribeQuorum is forwarded too (only the active controller knows the voters' progress),
+  keeping the leader_id the controller reports: here it is the answer, not a redirect hint.
 - DescribeConfigs: topic configs = set on the topic (TOPIC_CONFIG source), else the cluster's
   dynamic default of the broker synonym, else the broker's static value of the synonym if it
   differs from its default, else TOPIC_CONFIG's default (DEFAULT_CONFIG). Broker configs ("" or
@@ -40,7 +42,7 @@ from typing import Any, TypeVar
 
 from cluster.controller_channel_transport import ControllerChannel
 from cluster.metadata_runtime import BrokerLog, BrokerMetadata
-from proto import admin_pb2, broker_pb2, common_pb2
+from proto import admin_pb2, broker_pb2, common_pb2, controller_pb2
 from proto.broker_config import BROKER_CONFIG, TOPIC_CONFIG_SYNONYMS, BrokerConfig
 from proto.config import ConfigDef, ConfigType
 from proto.errors import (
@@ -283,6 +285,19 @@ class AdminHandlers:
         response: admin_pb2.ElectLeadersResponse = await self._forward_and_sync(
             "ElectLeaders", request, request.timeout_ms, True)
         return response
+
+    @_edge(controller_pb2.DescribeQuorumResponse)
+    async def DescribeQuorum(
+        self, request: controller_pb2.DescribeQuorumRequest, context: Any
+    ) -> controller_pb2.DescribeQuorumResponse:
+        # Unlike the other forwards, the header's leader_id stays: here it is the answer (the
+        # quorum leader), not a redirect hint for the client.
+        timeout_s = self._config.request_timeout_ms / 1000
+        try:
+            response = await self._channel.call("DescribeQuorum", request, timeout_s=timeout_s)
+        except NotControllerError as exc:
+            raise RequestTimedOutError(exc.message) from None
+        return response  # type: ignore[no-any-return]
 
     async def _forward(self, rpc: str, request: Any, timeout_ms: int) -> Any:
         """The controller's response to `request` (header leader fields cleared).

@@ -17,11 +17,13 @@ from typing import Any
 from cluster.broker_runtime import BrokerServer
 from proto.broker_config import BrokerConfig
 from proto.fault_transport import ActorChaosHooks, configure_actor_logging
+from proto.metrics_runtime import ActorMetricsHooks
+from proto.records import iter_batches
 
 log = logging.getLogger(__name__)
 
 
-class BrokerActor(ActorChaosHooks):
+class BrokerActor(ActorChaosHooks, ActorMetricsHooks):
     """A broker as a Ray actor; see the module docstring."""
 
     def __init__(self, broker_id: int, data_dir: str, *, controllers: dict[int, str],
@@ -89,6 +91,32 @@ class BrokerActor(ActorChaosHooks):
 
     def pid(self) -> int:
         return os.getpid()
+
+    def read_replica(self, topic: str, partition: int) -> dict[str, Any] | None:
+        """A chaos hook: this replica's records up to its log end offset, with its high
+        watermark, log start offset and role; None when the broker holds no such replica.
+        Runs on the actor's event loop, so the log does not move during the read."""
+        runtime = self._server.replicas if self._server is not None else None
+        part = runtime.manager.get(topic, partition) if runtime is not None else None
+        if part is None:
+            return None
+        plog = part.log
+        rows: list[tuple[int, bytes | None, bytes | None, int]] = []
+        offset = plog.log_start_offset
+        while offset < plog.log_end_offset:
+            got = plog.read(offset, 1 << 20)
+            if got.first_offset < 0 or got.next_offset <= offset:
+                break
+            for batch in iter_batches(got.records):
+                if batch.is_control:
+                    continue
+                rows += [(r.offset, r.key, r.value, batch.crc) for r in batch.records()
+                         if r.offset >= offset]
+            offset = got.next_offset
+        return {"records": rows, "high_watermark": part.replica.high_watermark,
+                "log_end_offset": plog.log_end_offset,
+                "log_start_offset": plog.log_start_offset, "is_leader": part.replica.is_leader,
+                "leader_epoch": part.replica.leader_epoch}
 
     def address(self) -> str | None:
         return self._address

@@ -4,7 +4,8 @@ Theory of operation
 -------------------
 One asyncio loop hosts: the `ControllerChannel` to the quorum, `BrokerMetadata` (registration,
 heartbeats, metadata log), `AdminHandlers`, the data plane (`LogManager` + `ReplicaManager`
-cores inside a `ReplicaRuntime`, which owns the follower fetchers) and a `grpc.aio` server
+cores inside a `ReplicaRuntime`, which owns the follower fetchers), the group coordinator
+(`GroupRuntime` around `cluster/group/`, fed by the same metadata) and a `grpc.aio` server
 carrying the `BrokerServicer` with the fault interceptors. `BrokerActor` (Ray) and in-process
 tests both host exactly this object.
 
@@ -27,9 +28,12 @@ from typing import Any
 
 import grpc
 
+from cluster import broker_metrics
 from cluster.admin_handlers import AdminHandlers
 from cluster.broker_servicer import BrokerServicer
 from cluster.controller_channel_transport import ControllerChannel
+from cluster.group_runtime import GroupRuntime
+from cluster.group_servicer import GroupHandlers
 from cluster.log_manager import LogManager
 from cluster.metadata_runtime import BrokerMetadata
 from cluster.replica_manager import ReplicaManager
@@ -38,6 +42,8 @@ from proto import broker_pb2_grpc
 from proto.broker_config import BrokerConfig
 from proto.channel_options import GRPC_OPTIONS
 from proto.fault_transport import FAULTS, FaultTable, server_interceptors
+from proto.metrics_runtime import PeriodicMetrics, start_export
+from proto.metrics_transport import server_interceptors as metrics_interceptors
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +82,9 @@ class BrokerServer:
         self._channel: ControllerChannel | None = None
         self.metadata: BrokerMetadata | None = None
         self.replicas: ReplicaRuntime | None = None
+        self.groups: GroupRuntime | None = None
+        self._metrics: PeriodicMetrics | None = None
+        self._servicer: BrokerServicer | None = None
         self._started = False
 
     @property
@@ -91,8 +100,10 @@ class BrokerServer:
         assert self._server is None, "bind() twice"
         if self._own_faults:
             self._faults.local_name = f"broker-{self.broker_id}"
-        self._server = grpc.aio.server(options=GRPC_OPTIONS,
-                                       interceptors=server_interceptors(self._faults))
+        self._server = grpc.aio.server(
+            options=GRPC_OPTIONS,
+            interceptors=server_interceptors(self._faults)
+            + metrics_interceptors(broker_metrics.node_name(self.broker_id)))
         port = self._server.add_insecure_port(f"{self._host}:{self._port}")
         if port == 0:
             raise OSError(f"could not bind {self._host}:{self._port}")
@@ -124,12 +135,23 @@ class BrokerServer:
         self.replicas = runtime
         admin = AdminHandlers(broker_id=self.broker_id, metadata=metadata, channel=channel,
                               config=self.config)
-        broker_pb2_grpc.add_BrokerServicer_to_server(
-            BrokerServicer(self.broker_id, runtime, admin), self._server)
+        groups = GroupRuntime(self.broker_id, replicas=runtime, metadata=metadata,
+                              channel=channel, config=self.config)
+        self.groups = groups
+        self._servicer = BrokerServicer(self.broker_id, runtime, admin,
+                                        GroupHandlers(self.broker_id, groups))
+        broker_pb2_grpc.add_BrokerServicer_to_server(self._servicer, self._server)
         await self._server.start()
         runtime.start()
+        groups.start()
         metadata.add_listener(runtime.on_metadata)
+        metadata.add_listener(groups.on_metadata)  # after the replicas: roles are applied
         await metadata.start()
+        self._metrics = PeriodicMetrics(
+            lambda: broker_metrics.refresh_gauges(self.broker_id, manager),
+            name=f"broker-{self.broker_id}-metrics")
+        self._metrics.start()
+        start_export()
         log.info("[broker %d] started at %s (broker epoch %d)", self.broker_id, self._address,
                  metadata.broker_epoch)
 
@@ -141,8 +163,15 @@ class BrokerServer:
                     min(CONTROLLED_SHUTDOWN_TIMEOUT_S, max(grace_s, 0.5) * 5))
             except Exception:  # shutdown continues whatever the controller says
                 log.exception("[broker %d] controlled shutdown failed", self.broker_id)
+        if self._metrics is not None:
+            await self._metrics.stop()
+            broker_metrics.forget_gauges(self.broker_id)
         if self.metadata is not None:
             await self.metadata.stop()
+        if self.groups is not None:
+            await self.groups.stop()
+        if self._servicer is not None:
+            self._servicer.end_streams()  # followers' streams would hold the server for grace_s
         if self._server is not None:
             await self._server.stop(grace_s)
         if self.replicas is not None:

@@ -3,17 +3,23 @@
 Each data method is decode → core (through `ReplicaRuntime`) → encode, with its one `try` at
 this edge: a `RafkaError` becomes its code on every partition of the request; anything else is
 logged with its traceback and answered UNKNOWN_SERVER_ERROR per partition; serving continues.
+ReplicaFetch, a follower's stream of Fetches, answers each one through Fetch, in order.
 Metadata, CreateTopics, DeleteTopics, CreatePartitions, DescribeConfigs,
 IncrementalAlterConfigs, ElectLeaders and InitProducerId are one-line delegations to
-`AdminHandlers`. Group RPCs are left to the generated base class (UNIMPLEMENTED; issue 5).
+`AdminHandlers`; the ten group RPCs (FindCoordinator ... DeleteGroups) are one-line delegations
+to `GroupHandlers` (cluster/group_servicer.py); a servicer built without one fails them.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import AsyncIterator
 from typing import Any
 
 from cluster.admin_handlers import AdminHandlers
+from cluster.broker_metrics import account_fetch, account_produce
+from cluster.group_servicer import GroupHandlers
 from cluster.replica_manager import LeaderHint
 from cluster.replica_runtime import FetchPartitionSpec, FetchSpec, ReplicaRuntime
 from proto import broker_pb2 as pb
@@ -38,10 +44,13 @@ def _set_leader(target: Any, hint: LeaderHint | None) -> None:
 class BrokerServicer(broker_pb2_grpc.BrokerServicer):
     """See the module docstring."""
 
-    def __init__(self, broker_id: int, runtime: ReplicaRuntime, admin: AdminHandlers) -> None:
+    def __init__(self, broker_id: int, runtime: ReplicaRuntime, admin: AdminHandlers,
+                 groups: GroupHandlers | None = None) -> None:
         self.broker_id = broker_id
         self._runtime = runtime
         self._admin = admin
+        self._groups = groups
+        self._streams: set[asyncio.Task[Any]] = set()  # open ReplicaFetch handlers
 
     # -- data plane --
 
@@ -53,6 +62,7 @@ class BrokerServicer(broker_pb2_grpc.BrokerServicer):
         except Exception as exc:  # the edge: one try per RPC (STYLE §5)
             error = self._unexpected("Produce", exc)
             return self._produce_error(request, error)
+        account_produce(self.broker_id, entries, results)
         if request.acks == 0:
             return pb.ProduceResponse()  # Kafka sends nothing for acks=0
         response = pb.ProduceResponse()
@@ -79,6 +89,23 @@ class BrokerServicer(broker_pb2_grpc.BrokerServicer):
                                   error_message=error.message, base_offset=-1)
         return response
 
+    async def ReplicaFetch(self, request_iterator: AsyncIterator[pb.FetchRequest],
+                           context: Any) -> AsyncIterator[pb.FetchResponse]:
+        """A follower's fetch stream: each request is a follower Fetch, answered in order."""
+        task = asyncio.current_task()
+        if task is not None:
+            self._streams.add(task)
+        try:
+            async for request in request_iterator:
+                yield await self.Fetch(request, context)
+        finally:
+            self._streams.discard(task)  # type: ignore[arg-type]
+
+    def end_streams(self) -> None:
+        """End every open follower stream, so a stopping server need not wait out its grace."""
+        for task in list(self._streams):
+            task.cancel()
+
     async def Fetch(self, request: pb.FetchRequest, context: Any) -> pb.FetchResponse:
         follower = request.HasField("replica_state") and request.replica_state.replica_id >= 0
         spec = FetchSpec(
@@ -86,7 +113,8 @@ class BrokerServicer(broker_pb2_grpc.BrokerServicer):
                 FetchPartitionSpec(
                     t.name, p.partition_index, p.fetch_offset, p.partition_max_bytes,
                     p.current_leader_epoch if p.HasField("current_leader_epoch") else -1,
-                    p.last_fetched_epoch if p.HasField("last_fetched_epoch") else -1)
+                    p.last_fetched_epoch if p.HasField("last_fetched_epoch") else -1,
+                    p.log_start_offset if p.HasField("log_start_offset") else -1)
                 for t in request.topics for p in t.partitions),
             max_wait_ms=request.max_wait_ms, min_bytes=request.min_bytes,
             max_bytes=request.max_bytes,
@@ -98,6 +126,7 @@ class BrokerServicer(broker_pb2_grpc.BrokerServicer):
         except Exception as exc:  # the edge
             error = self._unexpected("Fetch", exc)
             return pb.FetchResponse(error_code=int(error.code), error_message=error.message)
+        account_fetch(self.broker_id, [s.topic for s in spec.partitions], results, follower)
         response = pb.FetchResponse()
         topics: dict[str, pb.FetchResponse.FetchableTopicResponse] = {}
         for s, r in zip(spec.partitions, results):
@@ -145,14 +174,17 @@ class BrokerServicer(broker_pb2_grpc.BrokerServicer):
                             context: Any) -> pb.DeleteRecordsResponse:
         response = pb.DeleteRecordsResponse()
         try:
-            for t in request.topics:
-                rt = response.topics.add(name=t.name)
-                for p in t.partitions:
-                    error, low = self._runtime.manager.delete_records(t.name, p.partition_index,
-                                                                      p.offset)
-                    code, message = _error_fields(error)
-                    rt.partitions.add(partition_index=p.partition_index, low_watermark=low,
-                                      error_code=code, error_message=message)
+            entries = [(t.name, p.partition_index, p.offset)
+                       for t in request.topics for p in t.partitions]
+            results = await self._runtime.delete_records(entries, request.timeout_ms)
+            topics: dict[str, pb.DeleteRecordsResponse.DeleteRecordsTopicResult] = {}
+            for (topic, partition, _), (error, low) in zip(entries, results):
+                rt = topics.get(topic)
+                if rt is None:
+                    rt = topics[topic] = response.topics.add(name=topic)
+                code, message = _error_fields(error)
+                rt.partitions.add(partition_index=partition, low_watermark=low,
+                                  error_code=code, error_message=message)
         except Exception as exc:  # the edge
             error = self._unexpected("DeleteRecords", exc)
             response = pb.DeleteRecordsResponse()
@@ -193,5 +225,45 @@ class BrokerServicer(broker_pb2_grpc.BrokerServicer):
     async def ElectLeaders(self, request: Any, context: Any) -> Any:
         return await self._admin.ElectLeaders(request, context)
 
+    async def DescribeQuorum(self, request: Any, context: Any) -> Any:
+        return await self._admin.DescribeQuorum(request, context)
+
     async def InitProducerId(self, request: Any, context: Any) -> Any:
         return await self._admin.InitProducerId(request, context)
+
+    # -- delegations to GroupHandlers (the group coordinator) --
+
+    def _group_handlers(self, context: Any) -> GroupHandlers:
+        if self._groups is None:
+            raise NotImplementedError("this broker runs without a group coordinator")
+        return self._groups
+
+    async def FindCoordinator(self, request: Any, context: Any) -> Any:
+        return await self._group_handlers(context).FindCoordinator(request, context)
+
+    async def JoinGroup(self, request: Any, context: Any) -> Any:
+        return await self._group_handlers(context).JoinGroup(request, context)
+
+    async def SyncGroup(self, request: Any, context: Any) -> Any:
+        return await self._group_handlers(context).SyncGroup(request, context)
+
+    async def Heartbeat(self, request: Any, context: Any) -> Any:
+        return await self._group_handlers(context).Heartbeat(request, context)
+
+    async def LeaveGroup(self, request: Any, context: Any) -> Any:
+        return await self._group_handlers(context).LeaveGroup(request, context)
+
+    async def OffsetCommit(self, request: Any, context: Any) -> Any:
+        return await self._group_handlers(context).OffsetCommit(request, context)
+
+    async def OffsetFetch(self, request: Any, context: Any) -> Any:
+        return await self._group_handlers(context).OffsetFetch(request, context)
+
+    async def ListGroups(self, request: Any, context: Any) -> Any:
+        return await self._group_handlers(context).ListGroups(request, context)
+
+    async def DescribeGroups(self, request: Any, context: Any) -> Any:
+        return await self._group_handlers(context).DescribeGroups(request, context)
+
+    async def DeleteGroups(self, request: Any, context: Any) -> Any:
+        return await self._group_handlers(context).DeleteGroups(request, context)

@@ -146,6 +146,13 @@ def _process_gone(pid: int) -> bool:
     return state in ("Z", "X")
 
 
+def _named_actor(name: str, namespace: str) -> Handle | None:
+    try:
+        return cast(Handle, ray.get_actor(name, namespace=namespace))
+    except ValueError:  # no live actor of that name
+        return None
+
+
 def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
@@ -223,6 +230,7 @@ class LocalCluster:
         stop_grace_s: float = 1.0,
         log_level: str | None = "INFO",
         seed: int | None = None,
+        actor_options: Callable[[str], dict[str, Any]] | None = None,
     ) -> None:
         """Store the configuration; `start()` (or `with`) launches.
 
@@ -242,6 +250,8 @@ class LocalCluster:
             stop_grace_s: graceful stop time per actor before ray.kill.
             log_level: log level inside the actors.
             seed: base seed for election jitter (controller i gets seed + i); None: random.
+            actor_options: actor name → extra Ray options (e.g. `resources` pinning an actor
+                to a node of a multi-node test cluster: chaos's node loss).
         """
         if controllers < 1 or controllers % 2 == 0:
             raise ValueError(f"controllers must be odd and >= 1, not {controllers}")
@@ -263,6 +273,7 @@ class LocalCluster:
         self._stop_grace_s = stop_grace_s
         self._log_level = log_level
         self._seed = seed
+        self._actor_options = actor_options
 
         self.data_dir: Path | None = None
         self._created_data_dir = False
@@ -331,6 +342,46 @@ class LocalCluster:
         for b in self._brokers.values():
             b.handle = None
 
+    @classmethod
+    def attach(cls, info: dict[str, Any], *, timeout_s: float = 2.0) -> LocalCluster:
+        """The running cluster described by cluster.json `info`, for chaos against it.
+
+        Ray must already be connected to the cluster's Ray (namespace from `info`). Actors are
+        found by name; a dead one has no handle (restart_* brings it back with the same id,
+        data dir and port), and one that does not answer `pid()` within `timeout_s` (paused)
+        has no pid. Call `detach()` when done: `close()` would stop the cluster.
+        """
+        cluster = cls(brokers=len(info.get("brokers", {})), controllers=len(info["controllers"]),
+                      data_dir=info["data_dir"], name=info["name"],
+                      election_timeout_ms=int(info.get("election_timeout_ms", 500)),
+                      broker_config=info.get("broker_config"),
+                      detached=bool(info.get("detached", True)))
+        cluster._started = True
+        cluster.data_dir = Path(info["data_dir"])
+        cluster.extra_info = {k: v for k, v in info.items() if k == "ray_head"}
+        for key, address in sorted(info["controllers"].items(), key=lambda kv: int(kv[0])):
+            node_id, port = int(key), int(str(address).rsplit(":", 1)[1])
+            slot = _ControllerSlot(node_id=node_id, port=port, address=str(address),
+                                   data_dir=str(cluster.data_dir / controller_actor_name(node_id)))
+            slot.options = cluster._controller_options(node_id, port)
+            slot.handle = _named_actor(controller_actor_name(node_id), cluster.namespace)
+            cluster._controllers[node_id] = slot
+        for key, address in sorted(info.get("brokers", {}).items(), key=lambda kv: int(kv[0])):
+            broker_id = int(key)
+            cluster._brokers[broker_id] = _BrokerSlot(
+                broker_id=broker_id, port=int(str(address).rsplit(":", 1)[1]),
+                handle=_named_actor(broker_actor_name(broker_id), cluster.namespace))
+        slots: list[_ControllerSlot | _BrokerSlot] = [
+            *cluster._controllers.values(), *cluster._brokers.values()]
+        refs: dict[Any, _ControllerSlot | _BrokerSlot] = {
+            slot.handle.pid.remote(): slot for slot in slots if slot.handle is not None}
+        if refs:
+            done, _ = ray.wait(list(refs), num_returns=len(refs), timeout=timeout_s)
+            for ref in done:
+                with contextlib.suppress(Exception):
+                    refs[ref].pid = int(ray.get(ref))
+        return cluster
+
     def _prepare_data_dir(self) -> None:
         if self._data_dir_arg is None:
             self.data_dir = Path(tempfile.mkdtemp(prefix=f"rafka-{self.name}-"))
@@ -360,18 +411,25 @@ class LocalCluster:
                 data_dir=str(self.data_dir / controller_actor_name(node_id)),
                 port=port,
             )
-            slot.options = {
-                "port": port,
-                "election_timeout_ms": self._election_timeout_ms,
-                "heartbeat_interval_ms": self._heartbeat_interval_ms,
-                "snapshot_interval_entries": self._snapshot_interval_entries,
-                "seed": None if self._seed is None else self._seed + node_id,
-                "config": self._controller_config,
-                "log_level": self._log_level,
-            }
+            slot.options = self._controller_options(node_id, port)
             self._controllers[node_id] = slot
         for slot in self._controllers.values():
             slot.handle = self._spawn(slot)
+        self._finish_controller_start()
+
+    def _controller_options(self, node_id: int, port: int) -> dict[str, Any]:
+        """The ControllerActor kwargs of one voter (the same at every (re)start)."""
+        return {
+            "port": port,
+            "election_timeout_ms": self._election_timeout_ms,
+            "heartbeat_interval_ms": self._heartbeat_interval_ms,
+            "snapshot_interval_entries": self._snapshot_interval_entries,
+            "seed": None if self._seed is None else self._seed + node_id,
+            "config": self._controller_config,
+            "log_level": self._log_level,
+        }
+
+    def _finish_controller_start(self) -> None:
         starts = {i: s.handle.start.remote() for i, s in self._controllers.items() if s.handle}
         addresses: list[str] = ray.get(list(starts.values()), timeout=self._start_timeout_s)
         for node_id, address in zip(starts, addresses, strict=True):
@@ -396,6 +454,8 @@ class LocalCluster:
         }
         if self._detached:
             options["lifetime"] = "detached"
+        if self._actor_options is not None:
+            options.update(self._actor_options(str(options["name"])))
         cls = ray.remote(ControllerActor)
         deadline = time.monotonic() + 10.0
         while True:
@@ -482,6 +542,10 @@ class LocalCluster:
                     f"{self.controller_statuses(1.0)}"
                 )
             time.sleep(poll_s)
+
+    def controller_pid(self, node_id: int) -> int | None:
+        """The pid of the controller's current process (None: not known)."""
+        return self._controllers[node_id].pid
 
     def kill_controller(self, node_id: int) -> None:
         """Kill the controller's process at once (ray.kill: no graceful stop, no atexit)."""
@@ -578,6 +642,8 @@ class LocalCluster:
         }
         if self._detached:
             options["lifetime"] = "detached"
+        if self._actor_options is not None:
+            options.update(self._actor_options(str(options["name"])))
         cls = ray.remote(BrokerActor)
         deadline = time.monotonic() + 10.0
         while True:
@@ -670,6 +736,10 @@ class LocalCluster:
             self.wait_for(ready, timeout_s, what=f"brokers {wanted} registered and unfenced")
         except TimeoutError as exc:
             raise TimeoutError(f"{exc}: {self.broker_statuses(1.0, ids=wanted)}") from None
+
+    def broker_pid(self, broker_id: int) -> int | None:
+        """The pid of the broker's current process (None: not known)."""
+        return self._brokers[broker_id].pid
 
     def kill_broker(self, broker_id: int) -> None:
         """Kill the broker's process at once (ray.kill: no controlled shutdown, no atexit)."""

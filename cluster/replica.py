@@ -58,6 +58,7 @@ Shell contract: see `PartitionReplica`'s docstring.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 from typing import Protocol
@@ -262,6 +263,7 @@ class ReplicaState:
     last_fetch_leader_log_end_offset: int = UNKNOWN_OFFSET
     broker_epoch: int = -1
     eligible: bool = True  # may join the ISR (shell: unfenced, not shutting down, epoch ok)
+    log_start_offset: int = UNKNOWN_OFFSET  # from its fetches (DeleteRecords' low watermark)
 
     def update_fetch_state(
         self, fetch_offset: int, now_ms: int, leader_log_end_offset: int, broker_epoch: int
@@ -612,6 +614,7 @@ class PartitionReplica:
         now_ms: int,
         epoch_lookup: EpochLookup,
         follower_eligible: bool = True,
+        log_start_offset: int = UNKNOWN_OFFSET,
     ) -> FollowerFetchDecision:
         """Decide one follower fetch (`Partition.fetchRecords` + `updateFollowerFetchState`).
 
@@ -622,6 +625,7 @@ class PartitionReplica:
             epoch_lookup: our leader-epoch cache.
             follower_eligible: from metadata: registered, unfenced, not in controlled
                 shutdown, and `broker_epoch` matches the registration (ISR expansion only).
+            log_start_offset: the follower's log start (-1: not sent), for `low_watermark`.
         """
         error = self.validate_leader_epoch(current_leader_epoch)
         if error is None:
@@ -642,9 +646,24 @@ class PartitionReplica:
         state = self._followers[replica_id]
         state.update_fetch_state(fetch_offset, now_ms, self._log_end_offset, broker_epoch)
         state.eligible = follower_eligible
+        if log_start_offset >= 0:
+            state.log_start_offset = log_start_offset
         ask = self._maybe_expand_isr(state)
         change = self._after_state_change(now_ms)
         return self._decision(None, read_from=fetch_offset, change=change, ask=ask)
+
+    def low_watermark(self, alive: Callable[[int], bool]) -> int:
+        """`Partition.lowWatermarkIfLeader`: the smallest log start offset among this leader
+        and its followers on `alive` (registered, unfenced) brokers; DeleteRecords completes
+        once it reaches the requested offset. A live follower that has not reported its log
+        start yet gives -1."""
+        assert self._role is Role.LEADER, f"{self.topic_partition}: low watermark as {self._role}"
+        low = self._log_start_offset
+        for b in sorted(self._followers):
+            state = self._followers[b]
+            if state.log_start_offset < low and alive(b):
+                low = state.log_start_offset
+        return low
 
     # -- leader: ISR maintenance --
 

@@ -18,7 +18,12 @@ their docstrings' "shell contracts" require and returns what the shell must do n
 - Fetch (`fetch_partition`): a follower fetch goes through `on_follower_fetch` (divergence,
   ISR expansion) and reads up to the LEO; a consumer fetch checks the leader epoch (KIP-320)
   and reads below the HW only.
-- ListOffsets / DeleteRecords on the leader.
+- ListOffsets (incl. MAX_TIMESTAMP, KIP-734) / DeleteRecords on the leader; `low_watermark`
+  (the smallest log start among the leader and its live followers) tells the shell when a
+  DeleteRecords is done.
+- Durability helpers: a producer-state snapshot at every segment roll (leader and follower),
+  and `high_watermark_checkpoint()` (read back at startup, so a restarted replica keeps its
+  HW instead of starting at its log start).
 - Follower side: `follower_fetch_entries` builds the fetch entries per source broker;
   `on_follower_fetch_response` appends, truncates or backs off.
 - `tick`: parked produce deadlines, ISR shrink; `on_alter_partition_result` feeds results back.
@@ -35,6 +40,8 @@ import logging
 from collections import deque
 from dataclasses import dataclass, field
 
+from cluster.log.checkpoint import decode_partition_offsets, encode_partition_offsets
+from cluster.log.files import join
 from cluster.log.partition_log import PartitionLog, ReadResult
 from cluster.log_manager import LogManager
 from cluster.producer_state import Accept, Duplicate, ProducerStateTable, encode_snapshot
@@ -75,6 +82,7 @@ LATEST_TIMESTAMP = -1
 EARLIEST_TIMESTAMP = -2
 MAX_TIMESTAMP = -3
 REPLAY_CHUNK_BYTES = 1 << 20
+HW_CHECKPOINT_FILE = "replication-offset-checkpoint"
 InvalidRequiredAcksError = error_class(ErrorCode.INVALID_REQUIRED_ACKS)
 UnsupportedVersionError = error_class(ErrorCode.UNSUPPORTED_VERSION)
 
@@ -178,6 +186,9 @@ class ReplicaManager:
         self._events = Events()
         self._touched: set[str] = set()
         self._asks: list[AlterPartitionAsk] = []
+        # The high watermarks last checkpointed (read at startup, so a restarted replica does
+        # not begin at its log start: Kafka's replication-offset-checkpoint).
+        self._checkpointed_hw = self._read_hw_checkpoint()
 
     # -- queries --
 
@@ -216,8 +227,37 @@ class ReplicaManager:
             opened.append(label)
         return opened
 
+    @property
+    def hw_checkpoint_path(self) -> str:
+        return join(self.logs.logs_dir, HW_CHECKPOINT_FILE)
+
+    def _read_hw_checkpoint(self) -> dict[tuple[str, int], int]:
+        data = self.logs.fs.read_file(self.hw_checkpoint_path)
+        if data is None:
+            return {}
+        parsed = decode_partition_offsets(data)
+        if parsed is None:
+            log.warning("[broker %d] %s does not parse; high watermarks start at the log start",
+                        self.broker_id, self.hw_checkpoint_path)
+            return {}
+        return parsed
+
+    def high_watermark_checkpoint(self) -> bytes | None:
+        """The `replication-offset-checkpoint` contents (every partition's HW) when some HW
+        moved since the last call, else None. The shell writes it to `hw_checkpoint_path`
+        every replica.high.watermark.checkpoint.interval.ms and at shutdown."""
+        current = {(p.topic, p.partition): p.replica.high_watermark
+                   for p in self.partitions.values()}
+        if current == self._checkpointed_hw:
+            return None
+        self._checkpointed_hw = current
+        return encode_partition_offsets(sorted(current.items()))
+
     def close_all(self) -> None:
-        """Clean shutdown: producer-state snapshot at the LEO, then close every log."""
+        """Clean shutdown: HW checkpoint, producer-state snapshot at the LEO, close every log."""
+        data = self.high_watermark_checkpoint()
+        if data is not None:
+            self.logs.fs.atomic_replace(self.hw_checkpoint_path, data)
         for label in sorted(self.partitions):
             part = self.partitions.pop(label)
             part.replica.close()
@@ -235,12 +275,25 @@ class ReplicaManager:
             part.log.delete_snapshots_below(end)
         part.log.close()
 
+    @staticmethod
+    def _snapshot_producers(part: Partition) -> None:
+        """A segment rolled: snapshot the producer state at the LEO (Kafka takes one per roll),
+        so recovery after a crash replays only the batches after it, not the whole log.
+        Snapshots below the log start can never be used again."""
+        plog = part.log
+        end = plog.log_end_offset
+        plog.fs.atomic_replace(plog.snapshot_path(end),
+                               encode_snapshot(part.producers.snapshot_entries()))
+        plog.delete_snapshots_below(plog.log_start_offset)
+
     def _add(self, topic: str, partition: int, topic_id: str, plog: PartitionLog,
              min_isr: int) -> Partition:
         label = tp_label(topic, partition)
+        hw = self._checkpointed_hw.get((topic, partition), plog.log_start_offset)
         replica = PartitionReplica(
             label, self.broker_id, config=self._replica_config(min_isr),
-            high_watermark=plog.log_start_offset, log_start_offset=plog.log_start_offset)
+            high_watermark=min(max(hw, plog.log_start_offset), plog.log_end_offset),
+            log_start_offset=plog.log_start_offset)
         producers = self._rebuild_producers(label, plog)
         part = Partition(topic, partition, topic_id, plog, replica, producers)
         self.partitions[label] = part
@@ -464,6 +517,7 @@ class ReplicaManager:
             return ProducePartitionResult(None, decision.base_offset, -1, plog.log_start_offset,
                                           op)
         assert isinstance(decision, Accept)
+        active = plog.active_segment
         try:
             info = plog.append(records, replica.leader_epoch, now_ms, validated=True)
         except RafkaError as exc:
@@ -473,6 +527,8 @@ class ReplicaManager:
                 batch.producer_id, batch.producer_epoch, batch.base_sequence, batch.last_sequence,
                 base_offset=info.first_offset, last_offset=info.last_offset,
                 timestamp_ms=info.max_timestamp, is_transactional=batch.is_transactional)
+        if plog.active_segment is not active:
+            self._snapshot_producers(part)
         end = info.last_offset + 1
         part.unexposed.append((end, info.size_in_bytes))
         self._events.appended_bytes.append((part.label, info.size_in_bytes))
@@ -504,9 +560,10 @@ class ReplicaManager:
     def fetch_partition(
         self, topic: str, partition: int, *, fetch_offset: int, max_bytes: int, min_one: bool,
         current_leader_epoch: int, now_ms: int, replica_id: int = -1, broker_epoch: int = -1,
-        last_fetched_epoch: int = -1,
+        last_fetched_epoch: int = -1, follower_log_start_offset: int = -1,
     ) -> FetchPartitionResult:
-        """One partition of a Fetch; `replica_id >= 0` makes it a follower fetch."""
+        """One partition of a Fetch; `replica_id >= 0` makes it a follower fetch (which may
+        report the follower's log start offset, for DeleteRecords' low watermark)."""
         found = self._lookup(topic, partition)
         if isinstance(found, RafkaError):
             return FetchPartitionResult(found,
@@ -518,7 +575,8 @@ class ReplicaManager:
                 replica_id=replica_id, broker_epoch=broker_epoch, fetch_offset=fetch_offset,
                 last_fetched_epoch=last_fetched_epoch, current_leader_epoch=current_leader_epoch,
                 now_ms=now_ms, epoch_lookup=plog,
-                follower_eligible=self._eligible(replica_id, broker_epoch))
+                follower_eligible=self._eligible(replica_id, broker_epoch),
+                log_start_offset=follower_log_start_offset)
             self._note_hw(part, decision.high_watermark_change)
             self._touched.add(part.label)
             if decision.alter_partition is not None:
@@ -569,6 +627,12 @@ class ReplicaManager:
         if timestamp == EARLIEST_TIMESTAMP:
             start = plog.log_start_offset
             return ListOffsetsResult(None, start, -1, plog.epoch_cache.epoch_for_offset(start))
+        if timestamp == MAX_TIMESTAMP:
+            top = plog.max_timestamp_offset()
+            if top is None or top[0] >= hw:  # Kafka: only offsets below the HW
+                return ListOffsetsResult(None, -1, -1, -1)
+            return ListOffsetsResult(None, top[0], top[1],
+                                     plog.epoch_cache.epoch_for_offset(top[0]))
         if timestamp < 0:
             return ListOffsetsResult(UnsupportedVersionError(
                 f"ListOffsets timestamp {timestamp} is not supported for {found.label}"))
@@ -594,9 +658,29 @@ class ReplicaManager:
         try:
             if plog.maybe_increment_log_start_offset(target, hw):
                 self._after_log_start(part)
+                # Wake parked follower fetches: their answers carry the new log start, and
+                # their next fetches report it back (the DeleteRecords low watermark).
+                self._events.changed.append(part.label)
         except OffsetOutOfRangeError as exc:
             return exc, plog.log_start_offset
         return None, plog.log_start_offset
+
+    def low_watermark(self, topic: str, partition: int) -> tuple[RafkaError | None, int]:
+        """(error, the smallest log start offset among the leader and the followers on live
+        brokers): a DeleteRecords is done when this reaches its offset (Kafka's
+        DelayedDeleteRecords). NOT_LEADER_OR_FOLLOWER once leadership moved."""
+        found = self._lookup(topic, partition)
+        if isinstance(found, RafkaError):
+            return found, -1
+        if not found.replica.is_leader:
+            return NotLeaderOrFollowerError(
+                f"broker {self.broker_id} is no longer the leader of {found.label}"), -1
+
+        def alive(broker_id: int) -> bool:
+            reg = self.image.broker(broker_id)
+            return reg is not None and not reg.fenced
+
+        return None, found.replica.low_watermark(alive)
 
     def _after_log_start(self, part: Partition) -> None:
         start = part.log.log_start_offset
@@ -647,6 +731,7 @@ class ReplicaManager:
                                                 local_leo=plog.log_end_offset, epoch_lookup=plog)
         if isinstance(action, FollowerAppend):
             if records:
+                active = plog.active_segment
                 try:
                     plog.append_as_follower(records, now_ms)
                 except RafkaError as exc:
@@ -656,6 +741,8 @@ class ReplicaManager:
                     return
                 for batch in iter_batches(records, check_crc=False):
                     _apply_batch_to_producers(part.producers, batch)
+                if plog.active_segment is not active:
+                    self._snapshot_producers(part)
             if action.log_start_offset > plog.log_start_offset:
                 plog.maybe_increment_log_start_offset(
                     action.log_start_offset, max(action.high_watermark, action.log_start_offset))

@@ -10,9 +10,13 @@ decision and the state change it describes. The runtime:
 - answers Fetch: reads at once; if fewer than min_bytes are readable and max_wait_ms > 0 the
   fetch parks in a `DelayedFetchPurgatory` (consumers wake when a HW moves, followers when the
   leader appends; any partition change wakes both) and is read again when woken;
+- answers DeleteRecords once the followers on live brokers report the new log start in their
+  fetches (the low watermark; Kafka's DelayedDeleteRecords), or REQUEST_TIMED_OUT;
 - ticks the core every TICK_MS (parked produce deadlines, ISR shrink, fetch deadlines),
   sends AlterPartition asks through the `ControllerChannel` and feeds the results back,
-  applies retention every log.retention.check.interval.ms and the flush policy;
+  applies retention every log.retention.check.interval.ms and the flush policy, and writes
+  the high watermarks (replication-offset-checkpoint) off the loop every
+  replica.high.watermark.checkpoint.interval.ms;
 - applies metadata (`on_metadata`, a BrokerMetadata listener) and keeps one follower fetcher
   per source broker (`FetcherManager`); deletes removed partitions' directories off-loop.
 `stop()` cancels and awaits every task and fails parked requests.
@@ -28,6 +32,7 @@ from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any
 
+from cluster.broker_metrics import account_isr_change
 from cluster.controller_channel_transport import ControllerChannel
 from cluster.delayed import CompletedProduce, DelayedFetchPurgatory, ProduceRequestJoin
 from cluster.fetcher_transport import FetcherManager
@@ -43,7 +48,7 @@ from cluster.replica_manager import (
 from proto import broker_pb2
 from proto import controller_pb2 as cpb
 from proto.broker_config import BrokerConfig
-from proto.errors import ErrorCode, RafkaError, error_class
+from proto.errors import ErrorCode, RafkaError, RequestTimedOutError, error_class
 from proto.fault_transport import FaultTable
 from proto.metadata import LeaderRecoveryState
 from proto.metadata_image import ImageChange, MetadataImage, TopicImage
@@ -67,6 +72,7 @@ class FetchPartitionSpec:
     partition_max_bytes: int
     current_leader_epoch: int = -1
     last_fetched_epoch: int = -1
+    log_start_offset: int = -1  # a follower's own log start (DeleteRecords' low watermark)
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +99,7 @@ class ReplicaRuntime:
         self._consumer_fetches = DelayedFetchPurgatory()
         self._follower_fetches = DelayedFetchPurgatory()
         self._fetch_waiters: dict[int, asyncio.Future[None]] = {}
+        self._delete_waiters: dict[int, asyncio.Future[None]] = {}  # parked DeleteRecords
         self._produce_join = ProduceRequestJoin()
         self._produce_waiters: dict[int, asyncio.Future[CompletedProduce]] = {}
         self._next_id = 1
@@ -102,6 +109,7 @@ class ReplicaRuntime:
         self._deferred = False
         self._synced = False
         self._deferred_removed: list[TopicImage] = []
+        self._hw_task: asyncio.Task[None] | None = None  # replication-offset-checkpoint write
         self.fetchers = FetcherManager(self.broker_id, self, config=config,
                                        broker_epoch=lambda: metadata.broker_epoch, faults=faults)
 
@@ -121,11 +129,14 @@ class ReplicaRuntime:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        if self._hw_task is not None:
+            await asyncio.gather(self._hw_task, return_exceptions=True)
         await asyncio.to_thread(self.manager.close_all)  # every task is done: no sharing
         self._process_events()
         for future in self._fetch_waiters.values():
             if not future.done():
                 future.set_result(None)
+        self._wake_deletes()
         for pfuture in self._produce_waiters.values():
             pfuture.cancel()
         log.info("[broker %d] replica runtime stopped", self.broker_id)
@@ -162,6 +173,7 @@ class ReplicaRuntime:
             self._spawn(asyncio.to_thread(shutil.rmtree, directory, True),
                         f"delete-{directory}")
         self._process_events()
+        self._wake_deletes()  # leadership or liveness may have changed
         self.fetchers.update(self.manager.followed_leaders())
 
     def broker_address(self, broker_id: int) -> str | None:
@@ -245,7 +257,8 @@ class ReplicaRuntime:
                 p.topic, p.partition, fetch_offset=p.fetch_offset, max_bytes=max(limit, 0),
                 min_one=total == 0, current_leader_epoch=p.current_leader_epoch, now_ms=now,
                 replica_id=spec.replica_id, broker_epoch=spec.broker_epoch,
-                last_fetched_epoch=p.last_fetched_epoch)
+                last_fetched_epoch=p.last_fetched_epoch,
+                follower_log_start_offset=p.log_start_offset)
             size = len(r.records)
             total += size
             remaining -= size
@@ -253,7 +266,52 @@ class ReplicaRuntime:
             results.append(r)
         self._send_asks(self.manager.drain_asks())
         self._process_events()
+        if spec.replica_id >= 0 and self._delete_waiters:
+            self._wake_deletes()  # a follower may have reported a newer log start
         return results, total, done
+
+    # -- delete records --
+
+    async def delete_records(self, entries: list[tuple[str, int, int]], timeout_ms: int
+                             ) -> list[tuple[RafkaError | None, int]]:
+        """Move each (topic, partition)'s log start to its offset (-1: the HW), then wait until
+        the followers on live brokers have moved theirs too (Kafka's DelayedDeleteRecords), so
+        a leader change cannot bring the deleted records back. Returns (error, low watermark)
+        per entry; REQUEST_TIMED_OUT (retriable) for those still waiting after `timeout_ms`."""
+        out = [self.manager.delete_records(t, p, offset) for t, p, offset in entries]
+        self._process_events()  # wakes parked follower fetches: they learn the new log start
+        waiting = {i: (t, p, low) for i, ((t, p, _), (error, low)) in enumerate(zip(entries, out))
+                   if error is None}
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max(timeout_ms, 0) / 1000
+        while True:
+            for i, (t, p, required) in sorted(waiting.items()):
+                error, low = self.manager.low_watermark(t, p)
+                if error is not None or low >= required:
+                    out[i] = (error, low)
+                    del waiting[i]
+            remaining = deadline - loop.time()
+            if not waiting or remaining <= 0 or self._stopping:
+                break
+            waiter_id = self._new_id()
+            future: asyncio.Future[None] = loop.create_future()
+            self._delete_waiters[waiter_id] = future
+            try:
+                await asyncio.wait_for(future, remaining)
+            except asyncio.TimeoutError:
+                pass
+            finally:
+                self._delete_waiters.pop(waiter_id, None)
+        for i, (t, p, _) in waiting.items():
+            out[i] = (RequestTimedOutError(
+                f"{tp_label(t, p)}: followers did not reach the new log start offset within "
+                f"{timeout_ms} ms"), -1)
+        return out
+
+    def _wake_deletes(self) -> None:
+        for future in self._delete_waiters.values():
+            if not future.done():
+                future.set_result(None)
 
     # -- follower side (FetchSource) --
 
@@ -283,7 +341,7 @@ class ReplicaRuntime:
     # -- ticks, AlterPartition --
 
     async def _tick_loop(self) -> None:
-        last_retention = last_flush = monotonic_ms()
+        last_retention = last_flush = last_hw_checkpoint = monotonic_ms()
         while True:
             await asyncio.sleep(TICK_MS / 1000)
             now = monotonic_ms()
@@ -298,6 +356,11 @@ class ReplicaRuntime:
                 if now - last_flush >= FLUSH_CHECK_MS:
                     last_flush = now
                     self.manager.flush_due(now)
+                hw_interval = self._config.replica_high_watermark_checkpoint_interval_ms
+                if now - last_hw_checkpoint >= hw_interval and (
+                        self._hw_task is None or self._hw_task.done()):
+                    last_hw_checkpoint = now
+                    self._checkpoint_high_watermarks()
                 self._process_events()
             except RafkaError as exc:
                 log.warning("[broker %d] replica tick failed: %s", self.broker_id, exc)
@@ -305,6 +368,24 @@ class ReplicaRuntime:
                 # A broken invariant: say so loudly; the data plane stops ticking (STYLE §5).
                 log.exception("[broker %d] replica tick loop died", self.broker_id)
                 raise
+
+    def _checkpoint_high_watermarks(self) -> None:
+        """Write replication-offset-checkpoint off the loop (temp file, fsync, rename)."""
+        data = self.manager.high_watermark_checkpoint()
+        if data is None:
+            return
+
+        async def write() -> None:
+            try:
+                await asyncio.to_thread(self.manager.logs.fs.atomic_replace,
+                                        self.manager.hw_checkpoint_path, data)
+            except OSError as exc:
+                log.warning("[broker %d] high watermark checkpoint failed: %s",
+                            self.broker_id, exc)
+
+        # Not in self._tasks: stop() lets it finish (a cancelled to_thread would keep writing
+        # the same file while close_all writes the final checkpoint).
+        self._hw_task = asyncio.get_running_loop().create_task(write(), name="hw-checkpoint")
 
     def _send_asks(self, asks: list[AlterPartitionAsk]) -> None:
         for ask in asks:
@@ -314,6 +395,7 @@ class ReplicaRuntime:
         part = self.manager.partitions.get(ask.topic_partition)
         if part is None:
             return
+        isr_before = part.replica.isr
         request = cpb.AlterPartitionRequest(broker_id=self.broker_id,
                                             broker_epoch=self._metadata.broker_epoch)
         topic = request.topics.add(topic_id=part.topic_id, name=part.topic)
@@ -331,6 +413,8 @@ class ReplicaRuntime:
         if self._stopping:
             return
         self.manager.on_alter_partition_result(ask, result, monotonic_ms())
+        if result.error == ErrorCode.NONE:
+            account_isr_change(self.broker_id, isr_before, result.isr)
         self._process_events()
 
     # -- events --

@@ -35,6 +35,7 @@ from typing import Any
 from controller.server import ControllerServer
 from proto.errors import RafkaError
 from proto.fault_transport import ActorChaosHooks, configure_actor_logging
+from proto.metrics_runtime import ActorMetricsHooks
 from proto.metadata import NoOpRecord
 
 log = logging.getLogger(__name__)
@@ -53,7 +54,7 @@ class _ActorLog(logging.LoggerAdapter):  # type: ignore[type-arg]
         return f"[controller {self.node_id}] {msg}", kwargs
 
 
-class ControllerActor(ActorChaosHooks):
+class ControllerActor(ActorChaosHooks, ActorMetricsHooks):
     """A controller quorum voter as a Ray actor; see the module docstring."""
 
     def __init__(

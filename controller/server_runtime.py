@@ -31,6 +31,7 @@ from typing import Any
 
 import grpc
 
+from controller import controller_metrics
 from controller.control import ControlManager, ControllerConfig
 from controller.control_runtime import ControlRuntime
 from controller.controller_servicer import ControllerServicer, add_to_server
@@ -41,6 +42,8 @@ from controller.raft_storage import FileStorage
 from proto.channel_options import GRPC_OPTIONS
 from proto.errors import NotControllerError
 from proto.fault_transport import FAULTS, FaultTable, server_interceptors
+from proto.metrics_runtime import PeriodicMetrics, start_export
+from proto.metrics_transport import server_interceptors as metrics_interceptors
 from proto.metadata import MetadataRecord
 from proto.metadata_image import MetadataImage
 
@@ -107,6 +110,7 @@ class ControllerServer:
         self._control: ControlRuntime | None = None
         self._transport: ControllerTransport | None = None
         self._run_task: asyncio.Task[None] | None = None
+        self._metrics: PeriodicMetrics | None = None
 
     # ---- lifecycle ------------------------------------------------------------------------
 
@@ -119,7 +123,9 @@ class ControllerServer:
         assert self._server is None, "bind() twice"
         self._faults.local_name = controller_name(self.node_id)
         self._server = grpc.aio.server(
-            options=GRPC_OPTIONS, interceptors=server_interceptors(self._faults)
+            options=GRPC_OPTIONS,
+            interceptors=server_interceptors(self._faults)
+            + metrics_interceptors(controller_metrics.node_name(self.node_id)),
         )
         port = self._server.add_insecure_port(f"{self._host}:{self._port}")
         if port == 0:
@@ -180,11 +186,20 @@ class ControllerServer:
             self._raft.run(), name=f"raft-{self.node_id}"
         )
         await self._server.start()
+        raft = self._raft
+        self._metrics = PeriodicMetrics(
+            lambda: controller_metrics.refresh_gauges(self.node_id, raft),
+            name=f"controller-{self.node_id}-metrics")
+        self._metrics.start()
+        start_export()
         self._log.info("serving on %s; voters %s; recovered term %d, commit %d",
                        self._address, voters, node.term, node.commit_index)
 
     async def stop(self, grace_s: float = 1.0) -> None:
         """Stop the Raft loop, then the server, the transport and the storage."""
+        if self._metrics is not None:
+            await self._metrics.stop()
+            controller_metrics.forget_gauges(self.node_id)
         if self._control is not None:
             await self._control.stop()
         if self._raft is not None:

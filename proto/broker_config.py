@@ -59,6 +59,9 @@ BROKER_CONFIG = ConfigDef([
     _K("replica.high.watermark.checkpoint.interval.ms", _LONG, 5000, at_least(1),
        "How often high watermarks are checkpointed to disk."),
     _K("num.replica.fetchers", _INT, 1, at_least(1), "Fetcher tasks per source broker."),
+    _K("replica.fetch.stream.enable", _BOOL, True, None,
+       "Followers fetch over one ReplicaFetch stream per source broker, not a Fetch call "
+       "each (Rafka only: a stream message costs half a gRPC call; false for A/B runs)."),
     _K("message.max.bytes", _INT, 1_048_588, at_least(0),
        "Largest record batch the broker accepts (default of topic max.message.bytes)."),
     # -- topics
@@ -101,6 +104,31 @@ BROKER_CONFIG = ConfigDef([
     # -- producers
     _K("producer.id.expiration.ms", _INT, 86_400_000, at_least(1),
        "Producer state is dropped after this long without activity (KIP-854)."),
+    # -- consumer groups and __consumer_offsets (KAFKA_SEMANTICS §6)
+    _K("group.initial.rebalance.delay.ms", _INT, 3000, at_least(0),
+       "An Empty group's first rebalance waits this long, extended while members arrive."),
+    _K("group.min.session.timeout.ms", _INT, 6000, at_least(0),
+       "Smallest session.timeout.ms a member may ask for (else INVALID_SESSION_TIMEOUT)."),
+    _K("group.max.session.timeout.ms", _INT, 1_800_000, at_least(0),
+       "Largest session.timeout.ms a member may ask for (else INVALID_SESSION_TIMEOUT)."),
+    _K("group.max.size", _INT, 2**31 - 1, at_least(1),
+       "Members per group (else GROUP_MAX_SIZE_REACHED)."),
+    _K("offsets.topic.num.partitions", _INT, 50, at_least(1),
+       "Partitions of __consumer_offsets (set when it is created on first use)."),
+    _K("offsets.topic.replication.factor", _INT, 3, at_least(1),
+       "Replication factor of __consumer_offsets (capped at the live brokers at creation)."),
+    _K("offsets.topic.segment.bytes", _INT, 104_857_600, at_least(14),
+       "segment.bytes of __consumer_offsets."),
+    _K("offsets.retention.minutes", _INT, 10080, at_least(1),
+       "Committed offsets of a group Empty for this long are deleted (KIP-186)."),
+    _K("offsets.retention.check.interval.ms", _LONG, 600_000, at_least(1),
+       "How often expired offsets are looked for."),
+    _K("offsets.commit.timeout.ms", _INT, 5000, at_least(1),
+       "How long an offset commit (or group store) waits for acks=all."),
+    _K("offsets.load.buffer.size", _INT, 5_242_880, at_least(1),
+       "Bytes read per step while a coordinator loads its __consumer_offsets partition."),
+    _K("offset.metadata.max.bytes", _INT, 4096, at_least(0),
+       "Longest metadata string of a committed offset (else OFFSET_METADATA_TOO_LARGE)."),
 ])
 
 # The broker configs IncrementalAlterConfigs may set (cluster-wide "" or per broker id).
@@ -157,6 +185,7 @@ class BrokerConfig:
     replica_fetch_backoff_ms: int = 1000
     replica_high_watermark_checkpoint_interval_ms: int = 5000
     num_replica_fetchers: int = 1
+    replica_fetch_stream_enable: bool = True
     message_max_bytes: int = 1_048_588
     num_partitions: int = 1
     default_replication_factor: int = 1
@@ -179,6 +208,18 @@ class BrokerConfig:
     log_flush_offset_checkpoint_interval_ms: int = 60_000
     log_message_timestamp_type: str = "CreateTime"
     producer_id_expiration_ms: int = 86_400_000
+    group_initial_rebalance_delay_ms: int = 3000
+    group_min_session_timeout_ms: int = 6000
+    group_max_session_timeout_ms: int = 1_800_000
+    group_max_size: int = 2**31 - 1
+    offsets_topic_num_partitions: int = 50
+    offsets_topic_replication_factor: int = 3
+    offsets_topic_segment_bytes: int = 104_857_600
+    offsets_retention_minutes: int = 10080
+    offsets_retention_check_interval_ms: int = 600_000
+    offsets_commit_timeout_ms: int = 5000
+    offsets_load_buffer_size: int = 5_242_880
+    offset_metadata_max_bytes: int = 4096
 
     @classmethod
     def resolve(cls, config: Mapping[str, Any] | None = None, **overrides: Any) -> BrokerConfig:

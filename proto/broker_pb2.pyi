@@ -1,5 +1,6 @@
 from proto import admin_pb2 as _admin_pb2
 from proto import common_pb2 as _common_pb2
+from proto import controller_pb2 as _controller_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor

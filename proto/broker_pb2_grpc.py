@@ -5,6 +5,7 @@ import warnings
 
 from proto import admin_pb2 as proto_dot_admin__pb2
 from proto import broker_pb2 as proto_dot_broker__pb2
+from proto import controller_pb2 as proto_dot_controller__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -48,6 +49,11 @@ class BrokerStub:
                 _registered_method=True)
         self.Fetch = channel.unary_unary(
                 '/rafka.Broker/Fetch',
+                request_serializer=proto_dot_broker__pb2.FetchRequest.SerializeToString,
+                response_deserializer=proto_dot_broker__pb2.FetchResponse.FromString,
+                _registered_method=True)
+        self.ReplicaFetch = channel.stream_stream(
+                '/rafka.Broker/ReplicaFetch',
                 request_serializer=proto_dot_broker__pb2.FetchRequest.SerializeToString,
                 response_deserializer=proto_dot_broker__pb2.FetchResponse.FromString,
                 _registered_method=True)
@@ -146,6 +152,11 @@ class BrokerStub:
                 request_serializer=proto_dot_admin__pb2.ElectLeadersRequest.SerializeToString,
                 response_deserializer=proto_dot_admin__pb2.ElectLeadersResponse.FromString,
                 _registered_method=True)
+        self.DescribeQuorum = channel.unary_unary(
+                '/rafka.Broker/DescribeQuorum',
+                request_serializer=proto_dot_controller__pb2.DescribeQuorumRequest.SerializeToString,
+                response_deserializer=proto_dot_controller__pb2.DescribeQuorumResponse.FromString,
+                _registered_method=True)
 
 
 class BrokerServicer:
@@ -168,6 +179,14 @@ class BrokerServicer:
 
     def Fetch(self, request, context):
         """Key 1: read batches; used by consumers and by follower replicas (replication is pull).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReplicaFetch(self, request_iterator, context):
+        """Key 1 for followers: one long-lived stream per follower → leader broker. Each request is
+        handled exactly like a follower Fetch and answered in order; it saves a call per fetch.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -299,6 +318,14 @@ class BrokerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DescribeQuorum(self, request, context):
+        """Key 55: the metadata quorum (leader, epoch, high watermark, voters' and observers'
+        progress), forwarded to the active controller, which alone knows the followers' progress.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_BrokerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -314,6 +341,11 @@ def add_BrokerServicer_to_server(servicer, server):
             ),
             'Fetch': grpc.unary_unary_rpc_method_handler(
                     servicer.Fetch,
+                    request_deserializer=proto_dot_broker__pb2.FetchRequest.FromString,
+                    response_serializer=proto_dot_broker__pb2.FetchResponse.SerializeToString,
+            ),
+            'ReplicaFetch': grpc.stream_stream_rpc_method_handler(
+                    servicer.ReplicaFetch,
                     request_deserializer=proto_dot_broker__pb2.FetchRequest.FromString,
                     response_serializer=proto_dot_broker__pb2.FetchResponse.SerializeToString,
             ),
@@ -412,6 +444,11 @@ def add_BrokerServicer_to_server(servicer, server):
                     request_deserializer=proto_dot_admin__pb2.ElectLeadersRequest.FromString,
                     response_serializer=proto_dot_admin__pb2.ElectLeadersResponse.SerializeToString,
             ),
+            'DescribeQuorum': grpc.unary_unary_rpc_method_handler(
+                    servicer.DescribeQuorum,
+                    request_deserializer=proto_dot_controller__pb2.DescribeQuorumRequest.FromString,
+                    response_serializer=proto_dot_controller__pb2.DescribeQuorumResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'rafka.Broker', rpc_method_handlers)
@@ -493,6 +530,33 @@ class Broker:
             request,
             target,
             '/rafka.Broker/Fetch',
+            proto_dot_broker__pb2.FetchRequest.SerializeToString,
+            proto_dot_broker__pb2.FetchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReplicaFetch(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/rafka.Broker/ReplicaFetch',
             proto_dot_broker__pb2.FetchRequest.SerializeToString,
             proto_dot_broker__pb2.FetchResponse.FromString,
             options,
@@ -1008,6 +1072,33 @@ class Broker:
             '/rafka.Broker/ElectLeaders',
             proto_dot_admin__pb2.ElectLeadersRequest.SerializeToString,
             proto_dot_admin__pb2.ElectLeadersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DescribeQuorum(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/rafka.Broker/DescribeQuorum',
+            proto_dot_controller__pb2.DescribeQuorumRequest.SerializeToString,
+            proto_dot_controller__pb2.DescribeQuorumResponse.FromString,
             options,
             channel_credentials,
             insecure,

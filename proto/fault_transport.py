@@ -7,6 +7,11 @@ dropped (fails with UNAVAILABLE, as a cut link would after its timeout) or delay
 tables of the processes on both sides of a link to build partitions (symmetric or one-way) and slow
 links; `heal()` clears them.
 
+Bidirectional streams (the followers' ReplicaFetch) live for minutes, so their faults are looked up
+again for every message, not once per call: a drop set while a stream is open fails that stream
+with UNAVAILABLE at its next message (nothing more is delivered either way), and a delay delays
+each request message on the client and each incoming message on the server.
+
 Peers are named by node name (`broker-2`, `controller-1`, `consumer-x`) or by address
 (`127.0.0.1:40123`). Clients stamp their own node name on every call (`rafka-from` metadata) so the
 server side can match incoming calls by name: a caller's source port says nothing about who it is.
@@ -16,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -87,6 +92,16 @@ class FaultTable:
 FAULTS = FaultTable()
 
 
+def _dropped(method: str, peer: str) -> grpc.aio.AioRpcError:
+    # The caller sees what an unreachable peer gives: UNAVAILABLE.
+    return grpc.aio.AioRpcError(
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.aio.Metadata(),
+        grpc.aio.Metadata(),
+        details=f"fault injection: call {method} to {peer} dropped",
+    )
+
+
 async def _apply_outgoing(table: FaultTable, names: tuple[str, ...], method: str) -> None:
     fault = table.outgoing(*names)
     if fault is None:
@@ -94,13 +109,7 @@ async def _apply_outgoing(table: FaultTable, names: tuple[str, ...], method: str
     if fault.delay_ms:
         await asyncio.sleep(fault.delay_ms / 1000)
     if fault.drop:
-        # The caller sees what an unreachable peer gives: UNAVAILABLE.
-        raise grpc.aio.AioRpcError(
-            grpc.StatusCode.UNAVAILABLE,
-            grpc.aio.Metadata(),
-            grpc.aio.Metadata(),
-            details=f"fault injection: call {method} to {names[0]} dropped",
-        )
+        raise _dropped(method, names[0])
 
 
 def _with_from(details: grpc.aio.ClientCallDetails, local_name: str) -> grpc.aio.ClientCallDetails:
@@ -144,6 +153,74 @@ class _UnaryStreamFaults(grpc.aio.UnaryStreamClientInterceptor):
         return await continuation(_with_from(client_call_details, self._table.local_name), request)
 
 
+class _StreamStreamFaults(grpc.aio.StreamStreamClientInterceptor):
+    """Checks the table when the stream opens, then again for every request and response."""
+
+    def __init__(self, table: FaultTable, names: tuple[str, ...]) -> None:
+        self._table = table
+        self._names = names
+
+    async def intercept_stream_stream(
+        self, continuation: Callable[..., Any], client_call_details: grpc.aio.ClientCallDetails,
+        request_iterator: Any,
+    ) -> Any:
+        method = _method_name(client_call_details)
+        await _apply_outgoing(self._table, self._names, method)
+        link = _StreamLink(self._table, self._names, method)
+        call = await continuation(_with_from(client_call_details, self._table.local_name),
+                                  link.requests(request_iterator))
+        return link.responses(call)
+
+
+class _StreamLink:
+    """One client stream under the fault table. A drop found while sending ends the request
+    side instead of raising there (an exception in a request iterator makes gRPC cancel the
+    call locally, which surfaces as a CancelledError the caller would take for its own)."""
+
+    def __init__(self, table: FaultTable, names: tuple[str, ...], method: str) -> None:
+        self._table = table
+        self._names = names
+        self._method = method
+        self._cut = False
+
+    def _dropping(self) -> bool:
+        fault = self._table.outgoing(*self._names)
+        self._cut = self._cut or (fault is not None and fault.drop)
+        return self._cut
+
+    async def requests(self, requests: Any) -> AsyncIterator[Any]:
+        async for request in requests:
+            fault = self._table.outgoing(*self._names)
+            if fault is not None and fault.delay_ms:
+                await asyncio.sleep(fault.delay_ms / 1000)
+            if self._dropping():
+                return  # not delivered; the reader fails with UNAVAILABLE
+            yield request
+
+    async def responses(self, call: Any) -> AsyncIterator[Any]:
+        try:
+            async for response in call:
+                if self._dropping():
+                    break
+                yield response
+            if self._dropping():
+                raise _dropped(self._method, self._names[0])
+        except grpc.aio.AioRpcError:
+            if self._dropping():
+                raise _dropped(self._method, self._names[0]) from None
+            raise
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if call.cancelled() and task is not None and not task.cancelling():
+                # The call was cancelled, not the reader's task: report it as a failed call.
+                raise grpc.aio.AioRpcError(
+                    grpc.StatusCode.CANCELLED, grpc.aio.Metadata(), grpc.aio.Metadata(),
+                    details=f"{self._method} cancelled") from None
+            raise
+        finally:
+            call.cancel()  # no-op once finished; ends the RPC when the reader goes away
+
+
 def _method_name(details: grpc.aio.ClientCallDetails) -> str:
     method = details.method
     return method.decode() if isinstance(method, bytes) else str(method)
@@ -155,7 +232,8 @@ def client_interceptors(
     """Interceptors for a channel to `peer` (its node name) at `address`."""
     names = tuple(n for n in (peer, address) if n)
     chosen = table if table is not None else FAULTS
-    return [_UnaryUnaryFaults(chosen, names), _UnaryStreamFaults(chosen, names)]
+    return [_UnaryUnaryFaults(chosen, names), _UnaryStreamFaults(chosen, names),
+            _StreamStreamFaults(chosen, names)]
 
 
 class _ServerFaults(grpc.aio.ServerInterceptor):
@@ -172,10 +250,49 @@ class _ServerFaults(grpc.aio.ServerInterceptor):
         for key, value in handler_call_details.invocation_metadata or ():
             if key == FROM_METADATA_KEY:
                 caller = value if isinstance(value, str) else value.decode()
+        if caller and handler is not None and handler.stream_stream is not None:
+            # A stream outlives any one fault: look the fault up for every message.
+            return _stream_faults_handler(handler, self._table, caller,
+                                          handler_call_details.method)
         fault = self._table.incoming(caller) if caller else None
         if fault is None or handler is None:
             return handler
         return _faulty_handler(handler, fault, caller, handler_call_details.method)
+
+
+def _stream_faults_handler(handler: grpc.RpcMethodHandler, table: FaultTable, caller: str,
+                           method: str) -> grpc.RpcMethodHandler:
+    inner = handler.stream_stream
+
+    async def check(context: grpc.aio.ServicerContext) -> None:
+        fault = table.incoming(caller)
+        if fault is None:
+            return
+        if fault.delay_ms:
+            await asyncio.sleep(fault.delay_ms / 1000)
+        if fault.drop:
+            await context.abort(
+                grpc.StatusCode.UNAVAILABLE, f"fault injection: call {method} from {caller} dropped"
+            )
+
+    async def requests(request_iterator: Any, context: grpc.aio.ServicerContext
+                       ) -> AsyncIterator[Any]:
+        async for request in request_iterator:
+            await check(context)
+            yield request
+
+    async def stream_stream(request_iterator: Any, context: grpc.aio.ServicerContext
+                            ) -> AsyncIterator[Any]:
+        await check(context)
+        async for response in inner(requests(request_iterator, context), context):
+            fault = table.incoming(caller)
+            if fault is not None and fault.drop:
+                await check(context)  # aborts: a reply across a cut link is never delivered
+            yield response
+
+    return grpc.stream_stream_rpc_method_handler(
+        stream_stream, handler.request_deserializer, handler.response_serializer
+    )
 
 
 def _faulty_handler(
@@ -210,7 +327,7 @@ def _faulty_handler(
         return grpc.unary_stream_rpc_method_handler(
             unary_stream, handler.request_deserializer, handler.response_serializer
         )
-    return handler  # streaming requests are not used by Rafka's services
+    return handler  # stream-stream handlers go through _stream_faults_handler
 
 
 def server_interceptors(table: FaultTable | None = None) -> list[grpc.aio.ServerInterceptor]:

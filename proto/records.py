@@ -44,7 +44,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterable, Iterator, Sequence
 from enum import IntEnum
-from typing import Final, NamedTuple, Union
+from typing import Any, Final, NamedTuple, TypeVar, Union
 
 from crc32c import crc32c
 
@@ -88,6 +88,7 @@ __all__ = [
     "TimestampType",
     "assign_offset_and_epoch",
     "compute_crc",
+    "decode_consumer_records",
     "decode_varint",
     "encode_varint",
     "iter_batches",
@@ -95,6 +96,7 @@ __all__ = [
 ]
 
 Buffer = Union[bytes, bytearray, memoryview]
+_TupleT = TypeVar("_TupleT", bound=tuple[Any, ...])
 Header = tuple[str, Union[bytes, None]]
 
 # --- Header layout (DefaultRecordBatch.java) -------------------------------------------------
@@ -778,6 +780,159 @@ def _decode_records(
         out = [
             new(record_cls, (r[0], log_append_time, r[2], r[3], r[4], ts_type)) for r in out
         ]
+    return out
+
+
+def decode_consumer_records(
+    data: Buffer,
+    pos: int,
+    record_cls: type[_TupleT],
+    topic: str,
+    partition: int,
+    min_offset: int = 0,
+) -> list[_TupleT]:
+    """Decode the batch at `pos` of `data` straight into consumer records.
+
+    The consumer's hot path (clients.consumer.fetcher): one tuple per record, built with
+    `tuple.__new__(record_cls, ...)` in the layout of `clients.types.Record`:
+    (topic, partition, offset, timestamp, timestamp_type, key, value, headers, leader_epoch,
+    serialized_key_size, serialized_value_size). Records below `min_offset` are skipped. The
+    batch must already have passed `RecordBatch.validate` (framing; CRC as configured); an
+    uncompressed batch is read in place, without copying its records section.
+
+    The loop is `_decode_records`' twin (same inlined varint reads and the same checks), kept
+    separate so neither pays for the other's tuple layout.
+
+    Raises:
+        CorruptMessageError: the records do not match recordsCount or their own lengths.
+        UnsupportedCompressionTypeError: unknown codec, or snappy without its extra.
+    """
+    base_offset, size, epoch, _magic, _crc = _PREFIX.unpack_from(data, pos)
+    size += LOG_OVERHEAD
+    (attributes, _lod, base_timestamp, max_timestamp, _pid, _pepoch, _bseq,
+     count) = _COVERED_HEADER.unpack_from(data, pos + ATTRIBUTES_OFFSET)
+    if count < 0:
+        raise CorruptMessageError(f"negative recordsCount {count}")
+    leader_epoch = epoch if epoch >= 0 else None
+    codec = attributes & COMPRESSION_CODEC_MASK
+    if codec:
+        if codec > Compression.ZSTD:
+            raise UnsupportedCompressionTypeError(f"unsupported compression codec id {codec}")
+        data = decompress(codec, memoryview(data)[pos + RECORD_BATCH_OVERHEAD : pos + size])
+        pos, end = 0, len(data)
+    else:
+        if type(data) is not bytes:  # slices must be bytes, not views
+            data = bytes(memoryview(data)[pos : pos + size])
+            pos = 0
+        end = pos + size
+        pos += RECORD_BATCH_OVERHEAD
+    ts_type = (TimestampType.LOG_APPEND_TIME if attributes & TIMESTAMP_TYPE_MASK
+               else TimestampType.CREATE_TIME)
+    unzigzag = _UNZIGZAG
+    read_varint = decode_varint
+    new = tuple.__new__
+    out: list[_TupleT] = []
+    append = out.append
+    try:
+        for _ in range(count):
+            b = data[pos]
+            if b < 0x80:
+                length = unzigzag[b]
+                pos += 1
+            else:
+                b2 = data[pos + 1]
+                if b2 < 0x80:
+                    length = unzigzag[(b & 0x7F) | (b2 << 7)]
+                    pos += 2
+                else:
+                    length, pos = read_varint(data, pos)
+            record_end = pos + length
+            b = data[pos + 1]
+            if b < 0x80:
+                ts_delta = unzigzag[b]
+                pos += 2
+            else:
+                ts_delta, pos = read_varint(data, pos + 1)
+            b = data[pos]
+            if b < 0x80:
+                offset_delta = unzigzag[b]
+                pos += 1
+            else:
+                b2 = data[pos + 1]
+                if b2 < 0x80:
+                    offset_delta = unzigzag[(b & 0x7F) | (b2 << 7)]
+                    pos += 2
+                else:
+                    offset_delta, pos = read_varint(data, pos)
+            b = data[pos]
+            if b == 1:  # varint(-1): the common null key
+                key: bytes | None = None
+                key_len = -1
+                pos += 1
+            else:
+                if b < 0x80:
+                    key_len = unzigzag[b]
+                    pos += 1
+                else:
+                    b2 = data[pos + 1]
+                    if b2 < 0x80:
+                        key_len = unzigzag[(b & 0x7F) | (b2 << 7)]
+                        pos += 2
+                    else:
+                        key_len, pos = read_varint(data, pos)
+                if key_len >= 0:
+                    key = data[pos : pos + key_len]
+                    pos += key_len
+                elif key_len == -1:
+                    key = None
+                else:
+                    raise CorruptMessageError(f"negative key length {key_len}")
+            b = data[pos]
+            if b < 0x80:
+                value_len = unzigzag[b]
+                pos += 1
+            else:
+                b2 = data[pos + 1]
+                if b2 < 0x80:
+                    value_len = unzigzag[(b & 0x7F) | (b2 << 7)]
+                    pos += 2
+                else:
+                    value_len, pos = read_varint(data, pos)
+            if value_len >= 0:
+                value: bytes | None = data[pos : pos + value_len]
+                pos += value_len
+            elif value_len == -1:
+                value = None
+            else:
+                raise CorruptMessageError(f"negative value length {value_len}")
+            if data[pos] == 0:
+                headers: tuple[Header, ...] = ()
+                pos += 1
+            else:
+                headers, pos = _decode_headers(data, pos)
+            if pos != record_end:
+                raise CorruptMessageError(
+                    f"record at offset delta {offset_delta} declares {length} bytes but parses "
+                    f"to {pos - record_end + length}"
+                )
+            append(new(record_cls, (topic, partition, base_offset + offset_delta,
+                                    base_timestamp + ts_delta, ts_type, key, value, headers,
+                                    leader_epoch, key_len, value_len)))
+    except IndexError:
+        raise CorruptMessageError(
+            f"records section truncated: it holds fewer than the {count} records declared"
+        ) from None
+    if pos > end:  # read into the next batch: the lengths ran past this one
+        raise CorruptMessageError(
+            f"records section truncated: the {count} records declared run past its end"
+        )
+    if pos != end:
+        raise CorruptMessageError(f"{end - pos} bytes left after the {count} declared records")
+    if base_offset < min_offset:  # only the first batch of a fetch starts below the position
+        out = [r for r in out if r[2] >= min_offset]
+    if ts_type is TimestampType.LOG_APPEND_TIME:
+        # Every record reports the batch's maxTimestamp (§1.6), as in `_decode_records`.
+        out = [new(record_cls, (*r[:3], max_timestamp, *r[4:])) for r in out]
     return out
 
 

@@ -1,4 +1,4 @@
-"""The consumer: manual assignment, positions, prefetching fetcher (groups: issue 5).
+"""The consumer: manual assignment or group membership, positions, commits, prefetching fetcher.
 
 The façade names load lazily, so importing a core (`clients.consumer.fetcher`) does not pull in
 grpc and the engine thread.
@@ -11,9 +11,10 @@ from typing import Any
 __all__ = [
     "AsyncConsumer",
     "Consumer",
-    "ConsumerGroupsUnavailableError",
+    "ConsumerGroupMetadata",
     "ConsumerRecords",
     "NoOffsetForPartitionError",
+    "RebalanceListener",
 ]
 
 

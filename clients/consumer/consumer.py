@@ -1,57 +1,66 @@
 """The consumer façades: `AsyncConsumer` (asyncio) and `Consumer` (sync, on an engine thread).
 
-Manual assignment only: consumer groups (`subscribe`, `commit`, `committed`) arrive with
-issue 5 and raise `ConsumerGroupsUnavailableError` until then; `group.id` is accepted so the
-configuration does not change when they land.
+Manual assignment (`assign`) or group membership (`subscribe`, classic protocol: the
+`GroupMembership` core driven by `MembershipRuntime`), commits (`commit`, `commit_async`,
+`committed`, enable.auto.commit) and the rebalance listener.
 
-One core, never two: `AsyncConsumer` owns the `SubscriptionState` and `Fetcher` cores and the
-`FetchEngine` on its event loop. `Consumer` runs an `AsyncConsumer` on a client-owned
-`EngineThread` and calls into it (every state change happens on that loop). Records are decoded
-on the loop and handed over as whole lists.
+One core, never two: `AsyncConsumer` owns the `SubscriptionState`, `Fetcher` and
+`GroupMembership` cores, the `FetchEngine` and the `MembershipRuntime` on its event loop.
+`Consumer` runs an `AsyncConsumer` on a client-owned `EngineThread` and calls into it (every
+state change happens on that loop). Rebalance-listener callbacks run inside poll() on the
+*caller's* thread: the loop hands them out one at a time (`ListenerCall`), the façade runs each
+and asks again, so a callback may call `commit()` or `position()` like any user code.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Iterator, Mapping, AsyncIterator
+import inspect
+import logging
+import re
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
+from concurrent.futures import Future
+from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from clients.config import ConsumerConfig
+from clients.consumer.assignors import assignors_for
 from clients.consumer.fetcher import Fetcher
 from clients.consumer.fetcher_runtime import FetchEngine, list_offsets
+from clients.consumer.membership import (
+    ConsumerGroupMetadata,
+    GroupMembership,
+    ListenerCall,
+    ListenerKind,
+)
+from clients.consumer.membership_runtime import MembershipRuntime
 from clients.consumer.subscription import (
     NoOffsetForPartitionError,
     ResetStrategy,
     SubscriptionState,
 )
 from clients.engine_runtime import EngineThread
-from clients.errors import ClientClosedError, ClientError, WakeupError
+from clients.errors import ClientClosedError, KafkaTimeoutError, WakeupError
 from clients.network_transport import BrokerNetwork
 from clients.serde import as_deserializer
-from clients.types import OffsetAndTimestamp, Record, TopicPartition
+from clients.types import OffsetAndMetadata, OffsetAndTimestamp, Record, TopicPartition
+from proto.errors import ErrorCode, RafkaError
 
 __all__ = [
     "AsyncConsumer",
     "Consumer",
-    "ConsumerGroupsUnavailableError",
+    "ConsumerGroupMetadata",
     "ConsumerRecords",
     "NoOffsetForPartitionError",
+    "RebalanceListener",
 ]
+
+log = logging.getLogger(__name__)
 
 K = TypeVar("K")
 V = TypeVar("V")
 _Records = dict[TopicPartition, list[Record[Any, Any]]]
-
-
-class ConsumerGroupsUnavailableError(ClientError, NotImplementedError):
-    """Group membership and offset commits are not available yet (they arrive with issue 5)."""
-
-    error_name = "GROUPS_UNAVAILABLE"
-
-
-def _groups_unavailable(what: str) -> ConsumerGroupsUnavailableError:
-    return ConsumerGroupsUnavailableError(
-        f"{what} needs consumer groups, which arrive with issue 5; use assign() and seek()")
 
 
 class ConsumerRecords(Mapping[TopicPartition, list[Record[K, V]]]):
@@ -118,22 +127,128 @@ def _tps(partitions: Iterable[Any]) -> list[TopicPartition]:
     return [TopicPartition(p[0], p[1]) for p in partitions]
 
 
+class RebalanceListener:
+    """Kafka's ConsumerRebalanceListener; subclass it or pass `on_assign=` / `on_revoke=` /
+    `on_lost=` callables to `subscribe`. Each takes `(consumer, partitions)` (or only
+    `(partitions)`, as kafka-python's listener), runs inside poll() on the caller's thread, and
+    may be a coroutine function with `AsyncConsumer`.
+
+    Order (Kafka's): before a rebalance, `on_partitions_revoked` (eager: everything; after a
+    cooperative rebalance: only what moved away) while the partitions are still assigned, so
+    the callback can commit; then `on_partitions_assigned` with the partitions added (called
+    even when empty). `on_partitions_lost` replaces the revocation when the member was already
+    removed from the group (its partitions may be someone else's now: do not commit); by
+    default it calls `on_partitions_revoked`.
+    """
+
+    def on_partitions_revoked(self, consumer: Any, partitions: list[TopicPartition]) -> None:
+        pass
+
+    def on_partitions_assigned(self, consumer: Any, partitions: list[TopicPartition]) -> None:
+        pass
+
+    def on_partitions_lost(self, consumer: Any, partitions: list[TopicPartition]) -> None:
+        self.on_partitions_revoked(consumer, partitions)
+
+
+@dataclass(slots=True)
+class _Listener:
+    listener: Any = None
+    on_assign: Callable[..., Any] | None = None
+    on_revoke: Callable[..., Any] | None = None
+    on_lost: Callable[..., Any] | None = None
+
+    def target(self, kind: ListenerKind) -> Callable[..., Any] | None:
+        if kind is ListenerKind.ASSIGNED:
+            return self.on_assign or getattr(self.listener, kind.value, None)
+        revoke = self.on_revoke or getattr(self.listener, ListenerKind.REVOKED.value, None)
+        if kind is ListenerKind.REVOKED:
+            return revoke
+        return self.on_lost or getattr(self.listener, kind.value, None) or revoke
+
+    def invoke(self, consumer: Any, call: ListenerCall) -> Any:
+        """Run the callback for `call`; returns what it returned (maybe an awaitable)."""
+        fn = self.target(call.kind)
+        if fn is None:
+            return None
+        partitions = list(call.partitions)
+        if _positional_arity(fn) >= 2:
+            return fn(consumer, partitions)
+        return fn(partitions)
+
+
+def _positional_arity(fn: Callable[..., Any]) -> int:
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return 2
+    if any(p.kind is p.VAR_POSITIONAL for p in params):
+        return 2
+    return sum(1 for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD))
+
+
+def _commit_offsets(offsets: Any) -> dict[TopicPartition, OffsetAndMetadata] | None:
+    """commit()'s argument as {tp: OffsetAndMetadata}: a Record commits offset + 1."""
+    if offsets is None:
+        return None
+    if isinstance(offsets, Record):
+        return {offsets.topic_partition: OffsetAndMetadata(offsets.next_offset, "",
+                                                            offsets.leader_epoch)}
+    if isinstance(offsets, Mapping):
+        out: dict[TopicPartition, OffsetAndMetadata] = {}
+        for tp, value in offsets.items():
+            om = value if isinstance(value, OffsetAndMetadata) else OffsetAndMetadata(int(value))
+            if om.offset < 0:
+                raise ValueError(f"commit offset must be >= 0, got {om.offset} for {tp}")
+            out[TopicPartition(tp[0], tp[1])] = om
+        return out
+    raise TypeError(f"commit() takes None, a Record or a mapping, not {type(offsets).__name__}")
+
+
+def _split_args(args: tuple[Any, ...], config: Mapping[str, Any] | None
+                ) -> tuple[Mapping[str, Any] | None, list[str]]:
+    """`Consumer(*topics, config=...)`; a positional dict is the config (the old spelling)."""
+    names: list[str] = []
+    for arg in args:
+        if isinstance(arg, str):
+            names.append(arg)
+        elif isinstance(arg, Mapping) and config is None:
+            config = arg
+        else:
+            raise TypeError(f"Consumer() takes topic names and one config dict, not {arg!r}")
+    return config, names
+
+
+def _no_group(what: str) -> RafkaError:
+    return RafkaError.for_code(
+        ErrorCode.INVALID_GROUP_ID,
+        f"{what} needs a group.id: set group_id=... (or use assign() and seek())")
+
+
+def _now_ms() -> int:
+    return time.monotonic_ns() // 1_000_000
+
+
 class AsyncConsumer(Generic[K, V]):
     """The asyncio consumer (aiokafka-shaped). State calls are plain methods; calls that may
     touch the network are coroutines.
 
     Args:
+        *topics: topics to `subscribe` to at once (needs a group.id); a dict here is taken
+            as `config`.
         config: a dict of Kafka dotted config names.
         key_deserializer / value_deserializer: see `clients.serde` (None keeps bytes).
+        listener: the rebalance listener of the `*topics` subscription.
         **kafka_config: snake_case config overrides (`bootstrap_servers="h:p"`, ...).
 
     Raises:
         ConfigError: an unknown key or a bad value.
     """
 
-    def __init__(self, config: Mapping[str, Any] | None = None, /, *,
+    def __init__(self, *topics: Any, config: Mapping[str, Any] | None = None,
                  key_deserializer: Any = None, value_deserializer: Any = None,
-                 **kafka_config: Any) -> None:
+                 listener: Any = None, **kafka_config: Any) -> None:
+        config, names = _split_args(topics, config)
         self.config = ConsumerConfig.resolve(config, **kafka_config)
         self._subs = SubscriptionState(ResetStrategy(self.config.auto_offset_reset))
         self._fetcher = Fetcher(
@@ -147,6 +262,20 @@ class AsyncConsumer(Generic[K, V]):
         self._engine: FetchEngine | None = None
         self._wakeup = False
         self._closed = False
+        cfg = self.config
+        self._core: GroupMembership | None = None
+        if cfg.group_id is not None:
+            self._core = GroupMembership(
+                cfg.group_id, assignors=assignors_for(cfg.partition_assignment_strategy),
+                session_timeout_ms=cfg.session_timeout_ms,
+                rebalance_timeout_ms=cfg.max_poll_interval_ms,
+                heartbeat_interval_ms=cfg.heartbeat_interval_ms,
+                group_instance_id=cfg.group_instance_id, rack_id=cfg.client_rack)
+        self._group: MembershipRuntime | None = None
+        self._listener = _Listener()
+        self._manual = False  # assign() was used (exclusive with subscribe)
+        if names:
+            self.subscribe(names, listener=listener)
 
     # -- lifecycle --
 
@@ -162,10 +291,44 @@ class AsyncConsumer(Generic[K, V]):
             request_timeout_ms=cfg.request_timeout_ms, retry_backoff_ms=cfg.retry_backoff_ms)
         self._engine = FetchEngine(cfg, self._network, self._subs, self._fetcher)
         self._engine.start()
+        if self._core is not None:
+            self._group = MembershipRuntime(
+                cfg, self._network, self._subs, self._core,
+                apply_assignment=self._apply_assignment, wake=self._wake_poll)
+            if self._core.subscribed:
+                self._group.start()
+
+    async def close(self, timeout: float = 30.0, *, commit: bool | None = None) -> None:
+        """Leave the group and stop (idempotent).
+
+        With a group: commits the consumed positions (`commit=None`: iff enable.auto.commit),
+        runs on_partitions_revoked, then sends LeaveGroup (not for a static member, whose
+        partitions wait for it until session.timeout.ms).
+        """
+        if self._closed:
+            return
+        try:
+            if self._group is not None:
+                call = await self._begin_leave(commit, timeout)
+                if call is not None:
+                    try:
+                        await self._run_listener(call)
+                    except Exception:  # noqa: BLE001 - closing goes on
+                        log.exception("rebalance listener failed during close()")
+                await self._group.finish_leave("the consumer is closing")
+        finally:
+            await self._shutdown()
 
     async def stop(self) -> None:
-        """Stop fetching and close connections (idempotent)."""
+        """aiokafka's name for `close()`."""
+        await self.close()
+
+    async def _shutdown(self) -> None:
+        """Stop fetching and close connections (no commit, no LeaveGroup)."""
         self._closed = True
+        if self._group is not None:
+            await self._group.close()
+            self._group = None
         if self._engine is not None:
             await self._engine.close()
             self._engine.data_ready.set()
@@ -174,14 +337,26 @@ class AsyncConsumer(Generic[K, V]):
         self._engine = None
         self._network = None
 
-    close = stop
+    async def _begin_leave(self, commit: bool | None, timeout: float) -> ListenerCall | None:
+        if self._group is None:
+            return None
+        do_commit = self.config.enable_auto_commit if commit is None else commit
+        return await self._group.begin_leave(
+            do_commit and self.config.group_id is not None, self._timeout_ms(timeout))
+
+    async def _finish_close(self) -> None:
+        try:
+            if self._group is not None:
+                await self._group.finish_leave("the consumer is closing")
+        finally:
+            await self._shutdown()
 
     async def __aenter__(self) -> AsyncConsumer[K, V]:
         await self.start()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
+        await self.close()
 
     async def _started(self) -> FetchEngine:
         if self._engine is None:
@@ -193,26 +368,177 @@ class AsyncConsumer(Generic[K, V]):
         if self._closed:
             raise ClientClosedError("consumer is closed")
 
-    # -- groups (issue 5) --
+    # -- groups --
 
-    def subscribe(self, *args: Any, **kwargs: Any) -> None:
-        """Raises ConsumerGroupsUnavailableError: groups arrive with issue 5."""
-        raise _groups_unavailable("subscribe()")
+    def subscribe(self, topics: Iterable[str] | str = (), *, pattern: str | re.Pattern[str] |
+                  None = None, listener: Any = None, on_assign: Callable[..., Any] | None = None,
+                  on_revoke: Callable[..., Any] | None = None,
+                  on_lost: Callable[..., Any] | None = None) -> None:
+        """Join the consumer group and read the partitions it assigns to this member.
 
-    def commit(self, *args: Any, **kwargs: Any) -> None:
-        """Raises ConsumerGroupsUnavailableError: groups arrive with issue 5."""
-        raise _groups_unavailable("commit()")
+        Args:
+            topics: topic names (a single name starting with "^" is a pattern, as in
+                confluent-kafka), or
+            pattern: a regex; every non-internal topic that fully matches it, re-evaluated at
+                each metadata refresh (metadata.max.age.ms).
+            listener: a `RebalanceListener`; or the callables `on_assign`, `on_revoke`,
+                `on_lost`, each `(consumer, partitions)`.
 
-    def committed(self, *args: Any, **kwargs: Any) -> None:
-        """Raises ConsumerGroupsUnavailableError: groups arrive with issue 5."""
-        raise _groups_unavailable("committed()")
+        Raises:
+            RafkaError: INVALID_GROUP_ID when the consumer has no group.id.
+            ValueError: both topics and a pattern, neither, or the consumer uses assign().
+        """
+        self._check_open()
+        core = self._require_group("subscribe()")
+        names = [topics] if isinstance(topics, str) else list(topics)
+        if pattern is None and len(names) == 1 and names[0].startswith("^"):
+            pattern, names = names[0], []
+        if self._manual and self._subs.assigned_partitions():
+            raise ValueError("subscribe() and assign() are exclusive: unassign() first")
+        available = self._network.metadata.topics() if self._network is not None else ()
+        core.subscribe(names, pattern, available)
+        self._manual = False
+        self._listener = _Listener(listener, on_assign, on_revoke, on_lost)
+        if self._group is not None:
+            self._group.metadata_now()
+            self._group.start()
+        self._wake_poll()
+
+    async def unsubscribe(self) -> None:
+        """Leave the group: commit (if enable.auto.commit), run on_partitions_revoked, send
+        LeaveGroup and clear the assignment."""
+        self._check_open()
+        if self._core is None or not self._core.subscribed:
+            if self._manual:
+                self.assign([])
+            return
+        await self._started()
+        call = await self._begin_leave(None, self.config.default_api_timeout_ms / 1000)
+        if call is not None:
+            await self._run_listener(call)
+        await self._leave_and_unsubscribe()
+
+    async def _leave_and_unsubscribe(self) -> None:
+        assert self._group is not None and self._core is not None
+        await self._group.finish_leave("the consumer unsubscribed")
+        self._core.unsubscribe()
+
+    async def commit(self, offsets: Any = None, *, timeout: float | None = None
+                     ) -> dict[TopicPartition, OffsetAndMetadata]:
+        """Commit synchronously: `None` = every consumed position, a `Record` = its offset + 1,
+        or {tp: offset | OffsetAndMetadata} (the next offset to read).
+
+        Returns:
+            what was committed.
+
+        Raises:
+            CommitFailedError: the group rebalanced and this member's generation is gone.
+            RafkaError: REBALANCE_IN_PROGRESS (poll, then commit again), INVALID_GROUP_ID, ...
+            KafkaTimeoutError: no coordinator answered within `timeout` seconds.
+        """
+        self._check_open()
+        self._require_group("commit()")
+        return await self._commit_now(_commit_offsets(offsets), timeout)
+
+    def commit_async(self, offsets: Any = None
+                     ) -> asyncio.Future[dict[TopicPartition, OffsetAndMetadata]]:
+        """Like `commit` but returns at once; the future resolves to what was committed.
+        Call it on the consumer's loop (it returns an asyncio.Future)."""
+        self._check_open()
+        self._require_group("commit_async()")
+        return asyncio.ensure_future(self._commit_now(_commit_offsets(offsets), None))
+
+    async def _commit_now(self, wanted: dict[TopicPartition, OffsetAndMetadata] | None,
+                          timeout: float | None) -> dict[TopicPartition, OffsetAndMetadata]:
+        await self._started()
+        assert self._group is not None
+        if wanted is None:
+            wanted = self._group.consumed_offsets()
+        return await self._group.commit(wanted, self._timeout_ms(timeout))
+
+    async def committed(self, partitions: Iterable[TopicPartition] | TopicPartition,
+                        timeout: float | None = None
+                        ) -> dict[TopicPartition, OffsetAndMetadata | None]:
+        """The group's committed offsets (None where nothing is committed).
+
+        Raises:
+            RafkaError: INVALID_GROUP_ID without a group.id.
+            KafkaTimeoutError: no answer within `timeout` seconds.
+        """
+        self._check_open()
+        self._require_group("committed()")
+        await self._started()
+        assert self._group is not None
+        tps = [partitions] if isinstance(partitions, TopicPartition) else _tps(partitions)
+        return await self._group.fetch_committed(tps, self._timeout_ms(timeout))
+
+    async def wait_for_assignment(self, timeout: float = 30.0) -> set[TopicPartition]:
+        """Drive the group (and the listener) without returning records until this member has
+        a non-empty assignment whose starting positions are known.
+
+        Raises:
+            KafkaTimeoutError: still nothing assigned after `timeout` seconds.
+        """
+        self._check_open()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            out = await self._poll_once(max(deadline - loop.time(), 0.0), None, fetch=False)
+            if isinstance(out, ListenerCall):
+                await self._run_listener(out)
+                continue
+            if self._assignment_ready():
+                return self._subs.assignment()
+            if loop.time() >= deadline:
+                raise KafkaTimeoutError(f"no partitions assigned within {timeout} s")
+
+    def _assignment_ready(self) -> bool:
+        return bool(self._subs.assignment()) and (
+            self._group is None or self._group.positions_ready)
+
+    def group_metadata(self) -> ConsumerGroupMetadata:
+        """(group id, generation, member id, instance id) for send_offsets_to_transaction."""
+        return self._require_group("group_metadata()").group_metadata()
+
+    @property
+    def rebalances(self) -> int:
+        """Completed rebalances of this member (a metric)."""
+        return 0 if self._core is None else self._core.rebalances
+
+    def _require_group(self, what: str) -> GroupMembership:
+        if self._core is None:
+            raise _no_group(what)
+        return self._core
+
+    async def _run_listener(self, call: ListenerCall) -> None:
+        result = self._listener.invoke(self, call)
+        if inspect.isawaitable(result):
+            await result
+
+    def _apply_assignment(self, partitions: Iterable[TopicPartition]) -> None:
+        self._subs.assign(partitions)
+        self._fetcher.discard_unassigned()
+        if self._engine is not None:
+            self._engine.request_metadata()
+
+    def _wake_poll(self) -> None:
+        if self._engine is not None:
+            self._engine.data_ready.set()
 
     # -- assignment and positions (state only) --
 
     def assign(self, partitions: Iterable[TopicPartition]) -> None:
-        """Read exactly these partitions (replacing the previous assignment)."""
+        """Read exactly these partitions (replacing the previous assignment).
+
+        Raises:
+            ValueError: the consumer is subscribed (unsubscribe first).
+        """
         self._check_open()
-        self._subs.assign(_tps(partitions))
+        tps = _tps(partitions)
+        if self._core is not None and self._core.subscribed:
+            raise ValueError("assign() and subscribe() are exclusive: unsubscribe() first")
+        self._manual = bool(tps)
+        self._subs.assign(tps)
         self._fetcher.discard_unassigned()
         if self._engine is not None:
             self._engine.request_metadata()
@@ -224,7 +550,10 @@ class AsyncConsumer(Generic[K, V]):
         return self._subs.assignment()
 
     def subscription(self) -> set[str]:
-        return set()
+        """The subscribed topics (a pattern's current matches)."""
+        if self._core is None or not self._core.subscribed:
+            return set()
+        return set(self._core.topics)
 
     def seek(self, partition: TopicPartition, offset: int) -> None:
         """Make `offset` the next offset the consumer returns for `partition`.
@@ -288,6 +617,11 @@ class AsyncConsumer(Generic[K, V]):
         if pos is not None:
             return pos
         engine = await self._started()
+        if self._group is not None:  # a group.id: start from the committed offset
+            await self._group.refresh_committed(_now_ms() + self._timeout_ms(timeout))
+            pos = self._subs.position(tp)
+            if pos is not None:
+                return pos
         self._subs.request_default_resets()
         await engine.resolve_resets(self._timeout_ms(timeout))
         pos = self._subs.position(tp)
@@ -310,12 +644,22 @@ class AsyncConsumer(Generic[K, V]):
             WakeupError: `wakeup()` was called.
             RafkaError: a fetch error that retrying cannot fix (e.g. CORRUPT_MESSAGE).
         """
+        while True:
+            out = await self._poll_once(timeout, max_records)
+            if isinstance(out, ListenerCall):
+                await self._run_listener(out)
+                continue
+            return out
+
+    async def _poll_once(self, timeout: float, max_records: int | None, *,
+                         fetch: bool = True) -> ConsumerRecords[K, V] | ListenerCall:
+        """One poll: records, or a listener call the façade runs before polling again."""
         self._check_open()
         engine = await self._started()
         limit = max_records or self.config.max_poll_records
         loop = asyncio.get_running_loop()
         deadline = loop.time() + max(timeout, 0.0)
-        self._subs.request_default_resets()
+        deadline_ms = _now_ms() + int(max(timeout, 0.0) * 1000)
         engine.wake()
         while True:
             if self._wakeup:
@@ -323,10 +667,26 @@ class AsyncConsumer(Generic[K, V]):
                 raise WakeupError("poll() interrupted by wakeup()")
             self._check_open()
             engine.data_ready.clear()
-            drained = self._fetcher.drain(limit)
-            if drained:
-                engine.wake()  # the drained partitions may be fetched again
-                return ConsumerRecords(drained)
+            group = self._group if self._core is not None and self._core.subscribed else None
+            if group is not None:
+                call = await group.poll_step(deadline_ms)
+                if call is not None:
+                    return call
+            elif self._group is not None and self._subs.assigned_partitions():
+                # assign() with a group.id: start from the committed offsets; auto-commit
+                group = self._group
+                await group.refresh_committed(deadline_ms)
+                group.maybe_auto_commit()
+            if group is None or group.positions_ready:
+                self._subs.request_default_resets()
+                engine.wake()
+            if fetch:
+                drained = self._fetcher.drain(limit)
+                if drained:
+                    engine.wake()  # the drained partitions may be fetched again
+                    return ConsumerRecords(drained)
+            elif self._assignment_ready():
+                return ConsumerRecords()
             remaining = deadline - loop.time()
             if remaining <= 0:
                 return ConsumerRecords()
@@ -414,27 +774,36 @@ class Consumer(Generic[K, V]):
     Single owner: call it from one thread. `wakeup()` (and `close()`) may come from another.
 
     Args:
+        *topics: topics to `subscribe` to at once (needs a group.id); a dict here is taken
+            as `config`.
         config: a dict of Kafka dotted config names.
         key_deserializer / value_deserializer: see `clients.serde` (None keeps bytes).
+        listener: the rebalance listener of the `*topics` subscription.
         **kafka_config: snake_case config overrides (`bootstrap_servers="h:p"`, ...).
 
     Raises:
         ConfigError: an unknown key or a bad value.
     """
 
-    def __init__(self, config: Mapping[str, Any] | None = None, /, *,
+    def __init__(self, *topics: Any, config: Mapping[str, Any] | None = None,
                  key_deserializer: Any = None, value_deserializer: Any = None,
-                 **kafka_config: Any) -> None:
+                 listener: Any = None, **kafka_config: Any) -> None:
+        config, names = _split_args(topics, config)
         self._async: AsyncConsumer[K, V] = AsyncConsumer(
-            config, key_deserializer=key_deserializer, value_deserializer=value_deserializer,
-            **kafka_config)
+            config=config, key_deserializer=key_deserializer,
+            value_deserializer=value_deserializer, **kafka_config)
         self.config = self._async.config
         self._engine = EngineThread("rafka-consumer")
         self._closed = False
         try:
             self._call(self._async.start())
+            if names:
+                self.subscribe(names, listener=listener)
         except BaseException:
-            self._engine.close()
+            try:
+                self._call(self._async._shutdown(), 10.0)
+            finally:
+                self._engine.close()
             raise
 
     def _call(self, coro: Any, timeout: float | None = None) -> Any:
@@ -447,17 +816,93 @@ class Consumer(Generic[K, V]):
             raise ClientClosedError("consumer is closed")
         return self._call(_apply(fn, *args))
 
-    def subscribe(self, *args: Any, **kwargs: Any) -> None:
-        """Raises ConsumerGroupsUnavailableError: groups arrive with issue 5."""
-        raise _groups_unavailable("subscribe()")
+    # -- groups (see AsyncConsumer; listener callbacks run here, on the caller's thread) --
 
-    def commit(self, *args: Any, **kwargs: Any) -> None:
-        """Raises ConsumerGroupsUnavailableError: groups arrive with issue 5."""
-        raise _groups_unavailable("commit()")
+    def subscribe(self, topics: Iterable[str] | str = (), *, pattern: Any = None,
+                  listener: Any = None, on_assign: Callable[..., Any] | None = None,
+                  on_revoke: Callable[..., Any] | None = None,
+                  on_lost: Callable[..., Any] | None = None) -> None:
+        """See `AsyncConsumer.subscribe`; callbacks receive this `Consumer`."""
+        names = topics if isinstance(topics, str) else list(topics)
+        self._state(lambda: self._async.subscribe(
+            names, pattern=pattern, listener=listener, on_assign=on_assign,
+            on_revoke=on_revoke, on_lost=on_lost))
 
-    def committed(self, *args: Any, **kwargs: Any) -> None:
-        """Raises ConsumerGroupsUnavailableError: groups arrive with issue 5."""
-        raise _groups_unavailable("committed()")
+    def unsubscribe(self) -> None:
+        """See `AsyncConsumer.unsubscribe`."""
+        self._check_open()
+        a = self._async
+        if a._core is None or not a._core.subscribed:
+            self._state(a.assign, [])
+            return
+        call = self._call(a._begin_leave(None, self.config.default_api_timeout_ms / 1000))
+        if call is not None:
+            self._run_listener(call)
+        self._call(a._leave_and_unsubscribe())
+
+    def commit(self, offsets: Any = None, *, timeout: float | None = None
+               ) -> dict[TopicPartition, OffsetAndMetadata]:
+        """See `AsyncConsumer.commit` (synchronous)."""
+        self._check_open()
+        return self._call(  # type: ignore[no-any-return]
+            self._async.commit(offsets, timeout=timeout), self._timeout(timeout))
+
+    def commit_async(self, offsets: Any = None
+                     ) -> Future[dict[TopicPartition, OffsetAndMetadata]]:
+        """See `AsyncConsumer.commit_async`; returns a concurrent.futures.Future."""
+        self._check_open()
+        self._async._require_group("commit_async()")
+        wanted = _commit_offsets(offsets)
+        return self._engine.submit(self._async._commit_now(wanted, None))
+
+    def committed(self, partitions: Iterable[TopicPartition] | TopicPartition,
+                  timeout: float | None = None
+                  ) -> dict[TopicPartition, OffsetAndMetadata | None]:
+        """See `AsyncConsumer.committed`."""
+        self._check_open()
+        tps = partitions if isinstance(partitions, TopicPartition) else list(partitions)
+        return self._call(  # type: ignore[no-any-return]
+            self._async.committed(tps, timeout), self._timeout(timeout))
+
+    def wait_for_assignment(self, timeout: float = 30.0) -> set[TopicPartition]:
+        """See `AsyncConsumer.wait_for_assignment`."""
+        self._check_open()
+        deadline = time.monotonic() + timeout
+        while True:
+            left = max(deadline - time.monotonic(), 0.0)
+            out = self._call(self._async._poll_once(left, None, fetch=False),
+                             left + self._slack())
+            if isinstance(out, ListenerCall):
+                self._run_listener(out)
+                continue
+            if self._state(self._async._assignment_ready):
+                return self.assignment()
+            if time.monotonic() >= deadline:
+                raise KafkaTimeoutError(f"no partitions assigned within {timeout} s")
+
+    def group_metadata(self) -> ConsumerGroupMetadata:
+        return self._state(self._async.group_metadata)  # type: ignore[no-any-return]
+
+    @property
+    def rebalances(self) -> int:
+        return self._async.rebalances
+
+    def _run_listener(self, call: ListenerCall) -> None:
+        result = self._async._listener.invoke(self, call)
+        if inspect.isawaitable(result):
+            self._call(result)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ClientClosedError("consumer is closed")
+
+    def _timeout(self, timeout: float | None) -> float:
+        base = self.config.default_api_timeout_ms / 1000 if timeout is None else timeout
+        return base + 5.0
+
+    def _slack(self) -> float:
+        # A poll may also commit before a rebalance and look up committed offsets.
+        return 2 * self.config.request_timeout_ms / 1000 + 5.0
 
     def assign(self, partitions: Iterable[TopicPartition]) -> None:
         """Read exactly these partitions (replacing the previous assignment)."""
@@ -470,7 +915,8 @@ class Consumer(Generic[K, V]):
         return self._state(self._async.assignment)  # type: ignore[no-any-return]
 
     def subscription(self) -> set[str]:
-        return set()
+        """The subscribed topics (a pattern's current matches)."""
+        return self._state(self._async.subscription)  # type: ignore[no-any-return]
 
     def seek(self, partition: TopicPartition, offset: int) -> None:
         """Make `offset` the next offset returned for `partition`.
@@ -526,11 +972,15 @@ class Consumer(Generic[K, V]):
     def poll(self, timeout: float = 1.0,
              max_records: int | None = None) -> ConsumerRecords[K, V]:
         """See `AsyncConsumer.poll`."""
-        if self._closed:
-            raise ClientClosedError("consumer is closed")
-        return self._call(  # type: ignore[no-any-return]
-            self._async.poll(timeout, max_records),
-            timeout + self.config.request_timeout_ms / 1000)
+        self._check_open()
+        deadline = time.monotonic() + max(timeout, 0.0)
+        while True:
+            left = max(deadline - time.monotonic(), 0.0)
+            out = self._call(self._async._poll_once(left, max_records), left + self._slack())
+            if isinstance(out, ListenerCall):
+                self._run_listener(out)
+                continue
+            return out  # type: ignore[no-any-return]
 
     def __iter__(self) -> Iterator[Record[K, V]]:
         """Records forever; ends quietly on close() or wakeup()."""
@@ -545,13 +995,22 @@ class Consumer(Generic[K, V]):
         """Make the current (or next) blocking poll raise WakeupError. Any thread."""
         self._engine.call_soon(self._async.wakeup)
 
-    def close(self, timeout: float = 30.0) -> None:
-        """Stop fetching, close connections and the engine thread (idempotent)."""
+    def close(self, timeout: float = 30.0, *, commit: bool | None = None) -> None:
+        """Leave the group (see `AsyncConsumer.close`), stop fetching, close connections and
+        the engine thread (idempotent)."""
         if self._closed:
             return
         self._closed = True
         try:
-            self._call(self._async.stop(), timeout)
+            try:
+                call = self._call(self._async._begin_leave(commit, timeout), timeout + 5.0)
+                if call is not None:
+                    try:
+                        self._run_listener(call)
+                    except Exception:  # noqa: BLE001 - closing goes on
+                        log.exception("rebalance listener failed during close()")
+            finally:
+                self._call(self._async._finish_close(), timeout + 5.0)
         finally:
             self._engine.close()
 

@@ -22,6 +22,7 @@ from typing import Any
 
 import grpc
 
+from clients.client_metrics import track_consumer_lag
 from clients.config import ConsumerConfig
 from clients.consumer.fetcher import (
     FetchedPartition,
@@ -34,6 +35,7 @@ from clients.errors import KafkaTimeoutError
 from clients.types import TopicPartition
 from proto import broker_pb2
 from proto.errors import ErrorCode, RafkaError, error_class
+from proto.metrics_runtime import start_export
 
 log = logging.getLogger(__name__)
 
@@ -232,11 +234,13 @@ class FetchEngine:
         self._next_metadata_ms = 0
         self._closed = False
         self._isolation = 1 if config.isolation_level == "read_committed" else 0
+        self._lag_metrics = track_consumer_lag(subscriptions, config.client_id)
 
     def start(self) -> None:
         """Start the background fetch loop (idempotent)."""
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._run(), name="fetcher")
+            start_export()  # inside a Ray worker: the registry reaches Ray's metrics
 
     def wake(self) -> None:
         """Re-plan fetches (after assign, seek, resume or a drain freed the buffer)."""
@@ -248,6 +252,7 @@ class FetchEngine:
 
     async def close(self) -> None:
         self._closed = True
+        self._lag_metrics.close()
         tasks = [t for t in (self._task, self._reset_task, *self._fetches) if t is not None]
         for t in tasks:
             t.cancel()

@@ -70,7 +70,8 @@ from typing import Final, NamedTuple
 
 from clients.config import ProducerConfig
 from clients.errors import ClientClosedError, KafkaTimeoutError, RecordTooLargeError
-from clients.partitioner import BuiltInPartitioner, partition_for_key
+from clients.partitioner import BuiltInPartitioner, StickyState, partition_for_key
+from clients.producer.batch_builder import ProducerBatchBuilder, estimate_record_size
 from clients.producer.sequences import (
     NO_PRODUCER_EPOCH,
     NO_PRODUCER_ID,
@@ -83,7 +84,6 @@ from proto.records import (
     PRODUCER_ID_OFFSET,
     RECORD_BATCH_OVERHEAD,
     RecordBatch,
-    RecordBatchBuilder,
     compute_crc,
 )
 
@@ -174,6 +174,7 @@ class BatchState(Enum):
     SPLIT = "split"
 
 
+_OPEN: Final = BatchState.OPEN
 _UNFINISHED = (BatchState.OPEN, BatchState.SEALED, BatchState.IN_FLIGHT, BatchState.RETRY)
 _TRANSITIONS: Final[dict[tuple[BatchState, str], BatchState]] = {
     (BatchState.OPEN, "seal"): BatchState.SEALED,
@@ -210,7 +211,7 @@ class ProducerBatch:
     created_ms: int
     delivery_deadline_ms: int  # created_ms + delivery.timeout.ms; retries never move it
     allocated_bytes: int  # counted against buffer.memory until the batch finishes
-    builder: RecordBatchBuilder | None
+    builder: ProducerBatchBuilder | None
     state: BatchState = BatchState.OPEN
     data: bytes | None = None
     record_count: int = 0
@@ -309,12 +310,18 @@ class RecordAccumulator:
         self._partitioner = BuiltInPartitioner(
             config.batch_size, rng, adaptive=config.adaptive_partitioning
         )
+        self._sticky_limit = self._partitioner.sticky_batch_size
+        self._sticky_states: dict[str, StickyState] = {}  # the partitioner's, for append_value
         self._sequences = SequenceTracker()
         # topic -> partition -> queue; the flat map is the append hot path.
         self._topics: dict[str, dict[int, deque[ProducerBatch]]] = {}
         self._deques: dict[TopicPartition, deque[ProducerBatch]] = {}
         self._num_partitions: dict[str, int] = {}
         self._incomplete: dict[int, ProducerBatch] = {}  # every unfinished batch, by id
+        # <= the earliest delivery deadline of `_incomplete` (exact after a scan; finished
+        # batches only raise the true minimum), so the Sender's frequent expiry checks and
+        # wake-up computations are O(1) with hundreds of batches queued.
+        self._deadline_floor = math.inf
         self._on_wire: dict[TopicPartition, int] = {}  # IN_FLIGHT batches per partition
         self._next_batch_id = 0
         self._buffer_used = 0
@@ -331,6 +338,8 @@ class RecordAccumulator:
         self._check_every_record = config.batch_size > min(
             config.max_request_size, config.buffer_memory
         )
+        self._batch_size = config.batch_size
+        self._fast_path = not self._check_every_record  # append_value may run (not closed)
 
     # -- partitions -------------------------------------------------------------------------
 
@@ -391,6 +400,8 @@ class RecordAccumulator:
             self._num_partitions[topic] = num_partitions
         if sticky:
             partition = self._partitioner.partition(topic, num_partitions, available_partitions)
+            if topic not in self._sticky_states:
+                self._sticky_states[topic] = self._partitioner.sticky_state(topic)
             tp = TopicPartition(topic, partition)
         else:
             partition = tp.partition
@@ -406,7 +417,7 @@ class RecordAccumulator:
                 if self._check_every_record:
                     self._check_record_size(
                         tp, RECORD_BATCH_OVERHEAD
-                        + RecordBatchBuilder.estimate_record_size(key, value, headers),
+                        + estimate_record_size(key, value, headers),
                     )
                 if builder.has_room_for(key, value, headers, batch_size):
                     before = builder.estimated_size_in_bytes()
@@ -426,9 +437,7 @@ class RecordAccumulator:
                 _transition(last, "seal")  # Kafka's closeForRecordAppends
         if abort_on_new_batch:
             return AppendResult(partition, -1, -1, False, False, abort_for_new_batch=True)
-        record_size = RECORD_BATCH_OVERHEAD + RecordBatchBuilder.estimate_record_size(
-            key, value, headers
-        )
+        record_size = RECORD_BATCH_OVERHEAD + estimate_record_size(key, value, headers)
         self._check_record_size(tp, record_size)
         allocation = max(batch_size, record_size)
         if self._buffer_used + allocation > self.config.buffer_memory:
@@ -451,6 +460,67 @@ class RecordAccumulator:
             )
         self._memory_waiting = False
         return AppendResult(partition, batch.batch_id, index, full or len(dq) > 1, True)
+
+    def append_value(
+        self,
+        topic: str,
+        partition: int,
+        timestamp_ms: int,
+        value: bytes,
+        num_partitions: int,
+        available_partitions: Sequence[int],
+    ) -> tuple[ProducerBatch, int, bool] | None:
+        """`append`'s hot path: a record without key or headers that joins the open batch of
+        its partition (the sticky one for `partition == UNKNOWN_PARTITION`), with the same
+        effects as `append` there. One call, no per-record objects.
+
+        Args:
+            timestamp_ms: the record's CreateTime, >= 0.
+
+        Returns:
+            (batch, the record's index in it, a batch of the partition is ready: wake the
+            sender), or None when the record needs more than that (a new batch, a first
+            sticky choice, a per-record size check): call `append`.
+        """
+        partitions = self._topics.get(topic)
+        if partitions is None or not self._fast_path:
+            return None
+        if partition < 0:
+            sticky = self._sticky_states.get(topic)
+            if sticky is None:
+                return None
+            partition = sticky.partition
+            if not 0 <= partition < num_partitions:
+                return None
+        else:
+            sticky = None
+        dq = partitions.get(partition)
+        if not dq:
+            return None
+        batch = dq[-1]
+        if batch.state is not _OPEN:
+            return None
+        builder = batch.builder
+        assert builder is not None
+        before = builder.size
+        batch_size = self._batch_size
+        index = builder.append_value(value, timestamp_ms, batch_size)
+        if index < 0:
+            return None
+        batch.record_count += 1
+        after = builder.size
+        full = after >= batch_size
+        if full:
+            _transition(batch, "seal")
+        if sticky is not None:
+            produced = sticky.produced_bytes = sticky.produced_bytes + after - before
+            limit = self._sticky_limit
+            if produced >= limit and (full or produced >= 2 * limit):  # switch (rare)
+                self._partitioner.update_partition_info(
+                    topic, partition, 0, full, num_partitions, available_partitions
+                )
+        self._memory_waiting = False
+        return batch, index, full or len(dq) > 1
 
     def _check_record_size(self, tp: TopicPartition, size: int) -> None:
         # KafkaProducer.ensureValidRecordSize
@@ -475,11 +545,10 @@ class RecordAccumulator:
         self, tp: TopicPartition, allocation: int, now_ms: int, created_ms: int | None = None
     ) -> ProducerBatch:
         created = now_ms if created_ms is None else created_ms
-        builder = RecordBatchBuilder(
+        builder = ProducerBatchBuilder(
             self.config.compression_type,
-            is_transactional=self.config.transactional,
-            compression_level=self.config.compression_level,
-            now_ms=created,
+            self.config.compression_level,
+            self.config.transactional,
         )
         batch = ProducerBatch(
             batch_id=self._next_batch_id,
@@ -493,6 +562,8 @@ class RecordAccumulator:
         self._next_batch_id += 1
         self._buffer_used += allocation
         self._incomplete[batch.batch_id] = batch
+        if batch.delivery_deadline_ms < self._deadline_floor:
+            self._deadline_floor = batch.delivery_deadline_ms
         return batch
 
     # -- memory -----------------------------------------------------------------------------
@@ -680,16 +751,21 @@ class RecordAccumulator:
         drained)."""
         tp = batch.topic_partition
         _transition(batch, "drain")
-        if batch.data is None:
-            builder = batch.builder
-            assert builder is not None
-            batch.data = builder.build()
-            batch.builder = None
+        numbered = False
         if self.config.enable_idempotence and not batch.has_sequence:
             ids = self._sequences.producer_id_and_epoch
             batch.producer_id = ids.producer_id
             batch.producer_epoch = ids.epoch
             batch.base_sequence = self._sequences.assign(tp, batch.batch_id, batch.record_count)
+            numbered = True
+        if batch.data is None:
+            # First drain: encode with the producer state at once (no re-stamp, one CRC).
+            builder = batch.builder
+            assert builder is not None
+            batch.data = builder.build(batch.producer_id, batch.producer_epoch,
+                                       batch.base_sequence)
+            batch.builder = None
+        elif numbered:
             self._stamp(batch)
         batch.drained_ms = now_ms
         self._on_wire[tp] = self._on_wire.get(tp, 0) + 1
@@ -816,11 +892,17 @@ class RecordAccumulator:
         Returns:
             The expired batches (state FAILED, `error` a KafkaTimeoutError), by batch id.
         """
-        expired = [
-            batch
-            for batch in self._incomplete.values()
-            if batch.has_reached_delivery_timeout(now_ms)
-        ]
+        if now_ms < self._deadline_floor:
+            return []
+        expired = []
+        floor = math.inf
+        for batch in self._incomplete.values():
+            deadline = batch.delivery_deadline_ms
+            if now_ms >= deadline:
+                expired.append(batch)
+            elif deadline < floor:
+                floor = deadline
+        self._deadline_floor = floor
         for batch in expired:
             waited = now_ms - batch.created_ms
             error = KafkaTimeoutError(
@@ -857,7 +939,7 @@ class RecordAccumulator:
             limit = len(batch.data) // 2
         parts: list[SplitPart] = []
         current: ProducerBatch | None = None
-        builder: RecordBatchBuilder | None = None
+        builder: ProducerBatchBuilder | None = None
         for index, record in enumerate(RecordBatch(batch.data)):
             if current is None or builder is None or not builder.has_room_for(
                 record.key, record.value, record.headers, limit
@@ -884,12 +966,12 @@ class RecordAccumulator:
             for part, sequence in zip(parts, sequences):
                 piece = part.batch
                 assert piece.builder is not None
-                piece.data = piece.builder.build()
-                piece.builder = None
                 piece.producer_id = batch.producer_id
                 piece.producer_epoch = batch.producer_epoch
                 piece.base_sequence = sequence
-                self._stamp(piece)
+                piece.data = piece.builder.build(batch.producer_id, batch.producer_epoch,
+                                                 sequence)
+                piece.builder = None
             for part in reversed(parts):
                 self._insert_in_order(part.batch)
         else:
@@ -960,6 +1042,7 @@ class RecordAccumulator:
     def close(self) -> None:
         """No more appends; everything queued becomes sendable (Kafka's `close`)."""
         self._closed = True
+        self._fast_path = False
 
     @property
     def closed(self) -> bool:
@@ -1020,7 +1103,10 @@ class RecordAccumulator:
                     wait = 0
                 at = first.last_attempt_ms + wait
                 wake = at if wake is None else min(wake, at)
-        for batch in self._incomplete.values():
-            at = batch.delivery_deadline_ms
-            wake = at if wake is None else min(wake, at)
+        if self._incomplete:
+            # A lower bound: waking early only makes `expire_batches` refresh it.
+            floor = self._deadline_floor
+            at = int(floor) if floor != math.inf else None
+            if at is not None:
+                wake = at if wake is None else min(wake, at)
         return wake

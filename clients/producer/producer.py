@@ -28,6 +28,7 @@ from clients.types import Header, RecordMetadata
 __all__ = ["AsyncProducer", "DeliveryCallback", "Producer"]
 
 _wall = time.time
+_NO_HEADERS: list[Header] = []  # never mutated: appended records copy their headers
 
 HeadersArg = Mapping[str, "bytes | str | None"] | Iterable[tuple[str, "bytes | str | None"]] | None
 DeliveryCallback = Callable[["RecordMetadata | None", "BaseException | None"], object]
@@ -172,9 +173,16 @@ class Producer:
             ClientClosedError: the producer is closed.
         """
         core = self._core
-        key_bytes, value_bytes, header_list, ts = core.prepare(
-            topic, value, key, headers, timestamp_ms
-        )
+        key_bytes: bytes | None
+        value_bytes: bytes | None
+        if (key is None and headers is None and timestamp_ms is None and core.raw_values
+                and type(value) is bytes):
+            # The hot path: nothing to serialize.
+            key_bytes, value_bytes, header_list, ts = None, value, _NO_HEADERS, int(_wall() * 1000)
+        else:
+            key_bytes, value_bytes, header_list, ts = core.prepare(
+                topic, value, key, headers, timestamp_ms
+            )
         result = self._engine.try_append(topic, key_bytes, value_bytes, header_list, partition, ts)
         deadline = 0.0
         while type(result) is not DeliveryFuture:

@@ -8,11 +8,12 @@ One `ProducerEngine` per producer (sync or asyncio; the sync `Producer` runs it 
   future. It wakes the Sender only when the append opened a new batch or filled one (one
   `call_soon_threadsafe` per batch, not per record; a pending wake-up is never doubled).
   Everything that touches the accumulator holds `lock`; network I/O never does.
-- **Futures.** Each batch has one `_BatchSink`: one `threading.Condition`, the records'
-  `DeliveryFuture`s and, once known, one shared outcome (base offset, append time, log start
-  offset). A `DeliveryFuture` is a `concurrent.futures.Future` that does not build its own
-  Condition (it borrows the batch's) and builds its `RecordMetadata` lazily, on `result()`.
-  A batch's futures are resolved in one pass under the batch's condition.
+- **Futures.** Each batch has one `_BatchSink`: one `threading.Condition`, the state and,
+  once known, the shared outcome (base offset, append time, log start offset) of all its
+  records' `DeliveryFuture`s. A `DeliveryFuture` is a `concurrent.futures.Future` holding
+  only its sink, index and timestamp: state, exception and Condition are read from the sink,
+  and its `RecordMetadata` is built lazily, on `result()`. Finishing a batch touches only the
+  futures someone waits on or attached a callback to; the engine keeps no other reference.
 - **Sender** (Kafka's `Sender.runOnce`): InitProducerId first when idempotent; then
   `ready` → metadata refresh for unknown leaders → `drain` for brokers under
   `max.in.flight.requests.per.connection` → one ProduceRequest per broker, sent as a task →
@@ -28,12 +29,14 @@ import logging
 import random
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures._base import FINISHED, PENDING
 from typing import Any
 
 import grpc
 
+from clients.client_metrics import track_producer
 from clients.config import ProducerConfig
 from clients.errors import ClientClosedError, KafkaTimeoutError
 from clients.network_transport import BrokerNetwork
@@ -47,6 +50,7 @@ from clients.producer.sequences import NO_SEQUENCE
 from clients.types import UNKNOWN_PARTITION, Header, RecordMetadata, TopicPartition
 from proto import broker_pb2
 from proto.errors import ErrorCode, RafkaError
+from proto.metrics_runtime import start_export
 
 __all__ = ["DeliveryFuture", "NEED_MEMORY", "NEED_METADATA", "ProducerEngine"]
 
@@ -70,18 +74,51 @@ def _now_ms() -> int:
     return int(_monotonic() * 1000)
 
 
-class _BatchSink:
-    """The futures of one batch and its shared outcome."""
+def _resolve(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
-    __slots__ = ("cond", "futures", "tp", "base_offset", "append_time", "log_start")
+
+class _BatchSink:
+    """The shared outcome of one batch's futures: their state lives here, so finishing a
+    batch is a few assignments whatever its record count, and the engine holds no future
+    (a future the caller dropped is freed at once).
+
+    A batch split after MESSAGE_TOO_LARGE hands its records to one sink per part: `parts`
+    then maps record indexes to them (`resolve`).
+    """
+
+    __slots__ = ("cond", "watched", "tp", "state", "error", "base_offset", "append_time",
+                 "log_start", "parts")
 
     def __init__(self, tp: TopicPartition, cond: threading.Condition | None = None) -> None:
         self.cond = threading.Condition() if cond is None else cond
-        self.futures: list[DeliveryFuture] = []
+        self.watched: list[DeliveryFuture] = []  # futures with waiters or callbacks
         self.tp = tp
+        self.state = PENDING
+        self.error: BaseException | None = None
         self.base_offset = -1
         self.append_time = -1
         self.log_start = -1
+        self.parts: list[tuple[int, _BatchSink]] | None = None  # (first index, sink), split
+
+    def resolve(self, index: int) -> tuple[_BatchSink, int]:
+        """The sink that holds record `index` now, and its index there (through splits)."""
+        sink = self
+        while sink.parts is not None:
+            for first, piece in reversed(sink.parts):
+                if index >= first:
+                    sink, index = piece, index - first
+                    break
+        return sink, index
+
+    def split(self, parts: Sequence[tuple[int, _BatchSink]]) -> None:
+        """Hand the records to the sinks of the parts (which share `cond`)."""
+        with self.cond:  # no waiter or callback registers half-way
+            self.parts = list(parts)
+            watched, self.watched = self.watched, []
+            for future in watched:
+                future._leaf().watched.append(future)
 
     def succeed(self, base_offset: int, append_time: int, log_start: int) -> None:
         self.base_offset = base_offset
@@ -93,13 +130,13 @@ class _BatchSink:
         self._finish(error)
 
     def _finish(self, error: BaseException | None) -> None:
-        futures = self.futures
         with self.cond:
-            for future in futures:
-                future._exception = error
-                future._state = FINISHED
+            self.error = error
+            self.state = FINISHED
             self.cond.notify_all()
-        for future in futures:
+            # A waiter or callback registered from now on sees FINISHED and runs at once.
+            watched, self.watched = self.watched, []
+        for future in watched:
             if future._waiter_list:
                 for waiter in future._waiter_list:
                     if error is None:
@@ -113,38 +150,59 @@ class _BatchSink:
 class DeliveryFuture(concurrent.futures.Future):  # type: ignore[type-arg]
     """The future of one sent record: resolves to its `RecordMetadata`.
 
-    Cheap to create (one GC-tracked object per record): it shares its batch's Condition and
-    result, creates its waiter and callback lists only when someone uses them, and builds the
-    RecordMetadata on the first `result()`. It cannot be cancelled (the record may already be
-    on the wire).
+    Cheap to create (three attributes per record, nothing else holds it): its state,
+    exception and Condition are its batch's (`_BatchSink`), it creates waiter and callback
+    lists only when someone uses them, and builds the RecordMetadata on the first `result()`.
+    It cannot be cancelled (the record may already be on the wire), nor completed from outside.
     """
 
     # Class-level defaults: no per-record lists until `wait()` / `add_done_callback` need one.
     _waiter_list: list[Any] | None = None
     _callback_list: list[Any] | None = None
+    _result: RecordMetadata | None = None
 
     def __init__(self, sink: _BatchSink, index: int, timestamp_ms: int) -> None:  # noqa: D107
         # No super().__init__(): it would build a Condition and two lists per record.
-        self._condition = sink.cond
-        self._state = PENDING
-        self._result: RecordMetadata | None = None
-        self._exception: BaseException | None = None
         self._sink = sink
         self._index = index
         self._timestamp_ms = timestamp_ms
 
-    @property  # type: ignore[override]
-    def _waiters(self) -> list[Any]:
+    def _leaf(self) -> _BatchSink:
+        sink = self._sink
+        return sink if sink.parts is None else sink.resolve(self._index)[0]
+
+    @property
+    def _condition(self) -> threading.Condition:  # type: ignore[override]
+        return self._sink.cond  # shared by the parts of a split batch too
+
+    @property
+    def _state(self) -> str:  # type: ignore[override]
+        return self._leaf().state
+
+    @property
+    def _exception(self) -> BaseException | None:  # type: ignore[override]
+        return self._leaf().error
+
+    def _watch(self) -> None:
+        # Under the condition (`wait()` / `add_done_callback` create the lists), once.
+        sink = self._leaf()
+        if sink.state is PENDING:
+            sink.watched.append(self)
+
+    @property
+    def _waiters(self) -> list[Any]:  # type: ignore[override]
         waiters = self._waiter_list
         if waiters is None:
             waiters = self._waiter_list = []
+            self._watch()
         return waiters
 
-    @property  # type: ignore[override]
-    def _done_callbacks(self) -> list[Any]:
+    @property
+    def _done_callbacks(self) -> list[Any]:  # type: ignore[override]
         callbacks = self._callback_list
         if callbacks is None:
             callbacks = self._callback_list = []
+            self._watch()
         return callbacks
 
     def cancel(self) -> bool:
@@ -160,8 +218,8 @@ class DeliveryFuture(concurrent.futures.Future):  # type: ignore[type-arg]
         super().result(timeout)
         metadata = self._result
         if metadata is None:
-            sink = self._sink
-            offset = sink.base_offset + self._index if sink.base_offset >= 0 else -1
+            sink, index = self._sink.resolve(self._index)
+            offset = sink.base_offset + index if sink.base_offset >= 0 else -1
             timestamp = sink.append_time if sink.append_time > 0 else self._timestamp_ms
             metadata = RecordMetadata(sink.tp.topic, sink.tp.partition, offset, timestamp,
                                       sink.log_start)
@@ -202,8 +260,9 @@ class ProducerEngine:
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread = -1
-        self._wake_event: asyncio.Event | None = None
-        self._wake_pending = False
+        self._woken = False  # a wake-up since the Sender last looked (loop thread only)
+        self._wake_waiter: asyncio.Future[None] | None = None  # the Sender's sleep
+        self._wake_pending = False  # a cross-thread wake-up is scheduled
         self._progress: asyncio.Event | None = None
         self._sender: asyncio.Task[None] | None = None
         self._refresh: asyncio.Task[None] | None = None
@@ -211,6 +270,8 @@ class ProducerEngine:
         self._closed = False
         self.fatal_error: BaseException | None = None
         self._tp_cache: dict[tuple[str, int], TopicPartition] = {}
+        self._open_sink_id = -1  # the last appended batch's sink: most records join it
+        self._open_sink = _BatchSink(TopicPartition("", -1))
         self.records_sent = 0
         self._metrics: dict[str, float] = {
             "record-error-total": 0,
@@ -222,16 +283,18 @@ class ProducerEngine:
             "batch-error-total": 0,
             "request-total": 0,
             "metadata-refresh-total": 0,
+            "batch-bytes-total": 0,
         }
         self._latency_sum_ms = 0.0
+        self._client_metrics = track_producer(self, config.client_id)
 
     # -- lifecycle --------------------------------------------------------------------------
 
     async def start(self) -> None:
         """Bind to the running loop and start the Sender. No network call is made here."""
         self._loop = asyncio.get_running_loop()
+        start_export()  # inside a Ray worker: the registry reaches Ray's metrics
         self._loop_thread = threading.get_ident()
-        self._wake_event = asyncio.Event()
         self._progress = asyncio.Event()
         self._sender = asyncio.create_task(self._run(), name="rafka-producer-sender")
 
@@ -275,25 +338,52 @@ class ProducerEngine:
             chosen = partition
         else:
             return NEED_METADATA
-        tp = self._tp_cache.get((topic, chosen))
-        if tp is None:
-            tp = self._tp_cache[(topic, chosen)] = TopicPartition(topic, chosen)
-        with self.lock:
-            res = acc.append(
-                tp, timestamp_ms, key, value, headers, _now_ms(),
-                num_partitions=num_partitions, available_partitions=available,
+        lock = self.lock
+        lock.acquire()  # not `with`: half the cost on the hot path
+        try:
+            hit = (
+                acc.append_value(topic, chosen, timestamp_ms, value, num_partitions, available)
+                if key is None and not headers and timestamp_ms >= 0 and type(value) is bytes
+                else None
             )
-            if res[6]:  # would_block
-                return NEED_MEMORY
-            sink = self._sinks.get(res[1])
-            if sink is None:
-                sink = self._sinks[res[1]] = _BatchSink(TopicPartition(topic, res[0]))
-            future = DeliveryFuture(sink, res[2], timestamp_ms)
-            sink.futures.append(future)
-            self.records_sent += 1
-        if res[4] or res[3]:  # new batch created, or a batch is full
+            if hit is not None:  # the hot path: joined the open batch of its partition
+                batch, index, ready = hit
+                if batch.batch_id == self._open_sink_id:
+                    sink = self._open_sink
+                else:
+                    sink = self._sink_for(batch.batch_id, *batch.topic_partition)
+            else:
+                tp = self._tp_cache.get((topic, chosen))
+                if tp is None:
+                    tp = self._tp_cache[(topic, chosen)] = TopicPartition(topic, chosen)
+                res = acc.append(
+                    tp, timestamp_ms, key, value, headers, _now_ms(),
+                    num_partitions=num_partitions, available_partitions=available,
+                )
+                if res.would_block:
+                    return NEED_MEMORY
+                sink = (
+                    self._open_sink if res.batch_id == self._open_sink_id
+                    else self._sink_for(res.batch_id, topic, res.partition)
+                )
+                index = res.relative_index
+                ready = res.new_batch_created or res.batch_is_full
+        finally:
+            lock.release()
+        if ready:
             self.wake()
-        return future
+        # Outside the lock: the future reads its state from the sink, even if the batch was
+        # acknowledged or split meanwhile.
+        return DeliveryFuture(sink, index, timestamp_ms)
+
+    def _sink_for(self, batch_id: int, topic: str, partition: int) -> _BatchSink:
+        """The futures sink of an open batch (under the lock); remembers the last one."""
+        sink = self._sinks.get(batch_id)
+        if sink is None:
+            sink = self._sinks[batch_id] = _BatchSink(TopicPartition(topic, partition))
+        self._open_sink_id = batch_id
+        self._open_sink = sink
+        return sink
 
     def wait_for_memory(self, timeout_s: float) -> None:
         """Block the calling (non-engine) thread until a batch frees memory or timeout."""
@@ -307,10 +397,10 @@ class ProducerEngine:
     def wake(self) -> None:
         """Wake the Sender (from any thread; at most one pending cross-thread wake-up)."""
         loop = self._loop
-        if loop is None or self._wake_event is None:
+        if loop is None:
             return
         if threading.get_ident() == self._loop_thread:
-            self._wake_event.set()
+            self._set_woken()
         elif not self._wake_pending:
             self._wake_pending = True
             try:
@@ -320,8 +410,26 @@ class ProducerEngine:
 
     def _on_wake(self) -> None:
         self._wake_pending = False
-        assert self._wake_event is not None
-        self._wake_event.set()
+        self._set_woken()
+
+    def _set_woken(self) -> None:
+        self._woken = True
+        waiter = self._wake_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def _sleep(self, delay_s: float) -> None:
+        """Until a wake-up or `delay_s`: one future and one timer, no task per wait."""
+        if self._woken:
+            return
+        assert self._loop is not None
+        waiter = self._wake_waiter = self._loop.create_future()
+        timer = self._loop.call_later(delay_s, _resolve, waiter)
+        try:
+            await waiter
+        finally:
+            timer.cancel()
+            self._wake_waiter = None
 
     # -- metadata (engine loop) -------------------------------------------------------------
 
@@ -378,12 +486,11 @@ class ProducerEngine:
     # -- the Sender loop --------------------------------------------------------------------
 
     async def _run(self) -> None:
-        assert self._wake_event is not None
         acc = self.accumulator
         cfg = self.config
         max_in_flight = cfg.max_in_flight_requests_per_connection
         while not self._stopping:
-            self._wake_event.clear()
+            self._woken = False
             if acc.needs_producer_id:
                 self._expire(_now_ms())
                 await self._init_producer_id()
@@ -403,6 +510,7 @@ class ProducerEngine:
                     if nodes else {}
                 )
                 wake_at = acc.next_wakeup_ms(now)
+                more = bool(drained) and acc.has_undrained()
                 sinks = self._pop_sinks(expired)
                 if expired:
                     self._memory.notify_all()
@@ -420,8 +528,10 @@ class ProducerEngine:
                 self._schedule_refresh()
             for node, batches in drained.items():
                 self._send(node, batches, now)
-            if drained:
-                await asyncio.sleep(0)  # let the requests go out; other brokers may be ready
+            if more:
+                # Batches are left (another request's worth, or a broker at its in-flight
+                # limit): let the requests go out, then look again.
+                await asyncio.sleep(0)
                 continue
             delays = [d for d in (check.next_ready_check_delay_ms,) if d is not None]
             if wake_at is not None:
@@ -429,10 +539,7 @@ class ProducerEngine:
             delay = min(delays) if delays else 1000
             if delay <= 0:
                 delay = 50  # sendable but blocked (in-flight limit, muted): a response wakes us
-            try:
-                await asyncio.wait_for(self._wake_event.wait(), min(delay, 1000) / 1000.0)
-            except asyncio.TimeoutError:
-                pass
+            await self._sleep(min(delay, 1000) / 1000.0)
 
     def _drainable(
         self, leaders: Mapping[TopicPartition, int | None]
@@ -533,6 +640,8 @@ class ProducerEngine:
     def _send(self, node: int, batches: list[ProducerBatch], now: int) -> None:
         by_topic: dict[str, list[broker_pb2.ProduceRequest.PartitionProduceData]] = {}
         for batch in batches:
+            if batch.attempts == 0 and not batch.is_split_batch:
+                self.records_sent += batch.record_count  # Kafka counts them in the Sender
             tp = batch.topic_partition
             by_topic.setdefault(tp.topic, []).append(
                 broker_pb2.ProduceRequest.PartitionProduceData(
@@ -548,6 +657,7 @@ class ProducerEngine:
             ],
         )
         self._metrics["batch-send-total"] += len(batches)
+        self._metrics["batch-bytes-total"] += sum(len(b.data or b"") for b in batches)
         self._metrics["request-total"] += 1
         stub = self.network.stub(node)
         if self.config.acks == 0:
@@ -673,14 +783,11 @@ class ProducerEngine:
             self._metrics["batch-split-total"] += 1
             sink = self._sinks.pop(batch.batch_id, None)
             if sink is not None:
+                pieces = []
                 for part in parts:
-                    piece = _BatchSink(tp, sink.cond)
-                    count = part.batch.record_count
-                    piece.futures = sink.futures[part.first_index:part.first_index + count]
-                    for i, future in enumerate(piece.futures):
-                        future._sink = piece
-                        future._index = i
-                    self._sinks[part.batch.batch_id] = piece
+                    piece = self._sinks[part.batch.batch_id] = _BatchSink(tp, sink.cond)
+                    pieces.append((part.first_index, piece))
+                sink.split(pieces)
             return None
         retriable = error.retriable
         if code == ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER and batch.has_sequence:
@@ -723,17 +830,28 @@ class ProducerEngine:
         """Wait until the given batches (None: all) finished; returns records still pending
         (0 when done)."""
         deadline = time.monotonic() + timeout_s
+        acc = self.accumulator
+        # Batches finish about in id order: drop finished ones from the front and look no
+        # further while the oldest is unfinished (O(1) per wake-up, not O(batches)).
+        remaining = None if batch_ids is None else deque(batch_ids)
         while True:
             with self.lock:
-                ids = self.accumulator.incomplete_batch_ids() if batch_ids is None else [
-                    b for b in batch_ids if self.accumulator.batch(b) is not None
-                ]
-                pending = self._pending_records(ids)
-            if not ids:
+                if remaining is None:
+                    done = not acc.has_incomplete()
+                else:
+                    while remaining and acc.batch(remaining[0]) is None:
+                        remaining.popleft()
+                    done = not remaining
+            if done:
                 return 0
             left = deadline - time.monotonic()
             if left <= 0:
-                return max(pending, 1)
+                with self.lock:
+                    ids = acc.incomplete_batch_ids() if remaining is None else [
+                        b for b in remaining if acc.batch(b) is not None
+                    ]
+                    pending = self._pending_records(ids)
+                return max(pending, 1) if ids else 0
             assert self._progress is not None
             try:
                 await asyncio.wait_for(self._progress.wait(), min(left, 0.5))
@@ -788,6 +906,7 @@ class ProducerEngine:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await self.network.close()
+        self._client_metrics.close()
 
     # -- queries ----------------------------------------------------------------------------
 

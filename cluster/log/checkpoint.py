@@ -6,7 +6,9 @@ Format (UTF-8 text, one item per line):
     <count>            number of entry lines
     <entry>...         one line per entry, fields separated by one space
 
-`leader-epoch-checkpoint` entries are `epoch start_offset` (Kafka's exact file). Rafka also keeps
+`leader-epoch-checkpoint` entries are `epoch start_offset` (Kafka's exact file), and
+`replication-offset-checkpoint` (one per broker log directory: every partition's high watermark)
+entries are `topic partition offset`, as Kafka's. Rafka also keeps
 three single-entry offset checkpoints per partition directory (Kafka keeps them per log
 directory, keyed by topic-partition): `recovery-point-offset-checkpoint`,
 `log-start-offset-checkpoint` and `cleaner-offset-checkpoint`, each with one line `offset`.
@@ -18,7 +20,7 @@ None and the caller falls back (rebuild from the log, or the conservative defaul
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from cluster.log.files import FileSystem
 
@@ -60,3 +62,30 @@ def read_offset_checkpoint(fs: FileSystem, path: str) -> int | None:
 
 def write_offset_checkpoint(fs: FileSystem, path: str, offset: int) -> None:
     fs.atomic_replace(path, encode_checkpoint([(offset,)]))
+
+
+def encode_partition_offsets(entries: Iterable[tuple[tuple[str, int], int]]) -> bytes:
+    """A per-log-directory checkpoint keyed by partition (Kafka's
+    `replication-offset-checkpoint`): entry lines are `topic partition offset`."""
+    items = list(entries)
+    lines = [str(CHECKPOINT_VERSION), str(len(items))]
+    lines.extend(f"{topic} {partition} {offset}" for (topic, partition), offset in items)
+    return ("\n".join(lines) + "\n").encode()
+
+
+def decode_partition_offsets(data: bytes) -> dict[tuple[str, int], int] | None:
+    """Parse `encode_partition_offsets`' format; None if malformed."""
+    try:
+        lines = data.decode().splitlines()
+        if len(lines) < 2 or int(lines[0]) != CHECKPOINT_VERSION:
+            return None
+        count = int(lines[1])
+        if count < 0 or len(lines) != 2 + count:
+            return None
+        out: dict[tuple[str, int], int] = {}
+        for line in lines[2:]:
+            topic, partition, offset = line.split(" ")
+            out[(topic, int(partition))] = int(offset)
+    except (UnicodeDecodeError, ValueError):
+        return None
+    return out

@@ -512,6 +512,39 @@ class PartitionLog:
                         return record.offset, record.timestamp
         return None
 
+    def max_timestamp_offset(self) -> tuple[int, int] | None:
+        """(offset, timestamp) of the earliest record holding the log's largest timestamp, at
+        or above the log start (ListOffsets MAX_TIMESTAMP, KIP-734); None for an empty log.
+
+        The segments' `max_timestamp` picks the segment (the first one holding the maximum,
+        as Kafka's `maxBy`); one scan of its batch headers and a decode of one batch find the
+        record. If the segment's maximum sits below the log start, every batch is scanned.
+        """
+        start = self._log_start_offset
+        live = [s for s in self._segments if s.size and s.next_offset > start]
+        if not live:
+            return None
+        best = max(live, key=lambda s: s.max_timestamp)  # first of equals
+        hit = self._max_timestamp_in(best, best.max_timestamp)
+        if hit is not None:
+            return hit
+        top, where = -1, None
+        for segment in live:  # the maximum is below the log start: find the live one
+            for b in segment.scan():
+                if b.last_offset >= start and b.max_timestamp > top:
+                    top, where = b.max_timestamp, segment
+        return None if where is None else self._max_timestamp_in(where, top)
+
+    def _max_timestamp_in(self, segment: LogSegment, timestamp: int) -> tuple[int, int] | None:
+        start = self._log_start_offset
+        for b in segment.scan():
+            if b.max_timestamp != timestamp or b.last_offset < start:
+                continue
+            for record in RecordBatch(segment.log.read_at(b.position, b.size)):
+                if record.timestamp == timestamp and record.offset >= start:
+                    return record.offset, record.timestamp
+        return None
+
     # -- truncation --
 
     def truncate_to(self, offset: int) -> bool:

@@ -286,6 +286,8 @@ async def _scenario(tmp_path: Path) -> None:
         dr.topics.add(name=TOPIC).partitions.add(partition_index=0, offset=2)
         deleted = await cluster.stub(new_leader).DeleteRecords(dr, timeout=10)
         assert deleted.topics[0].partitions[0].low_watermark == 2, deleted
+        # The answer waited for the live followers (Kafka's DelayedDeleteRecords).
+        assert all(cluster.partition(b).log.log_start_offset == 2 for b in (1, 2, 3))
         await produce(cluster, new_leader, batch([b"last"]))
         await wait_until(lambda: all(cluster.partition(b).log.log_start_offset == 2
                                      for b in (1, 2, 3)),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 import pytest
 
 from clients.config import ConsumerConfig
@@ -189,6 +191,36 @@ def test_corrupt_batch_raises_when_crcs_are_checked() -> None:
     with pytest.raises(CorruptMessageError):
         fetcher.drain(10)
     assert subs.position(A0) == 0
+
+
+def test_drain_pauses_the_garbage_collector_and_restores_its_state() -> None:
+    seen: list[bool] = []
+
+    def spy(topic: str, headers: object, data: bytes) -> bytes:
+        seen.append(gc.isenabled())
+        if data == b"v1":
+            raise ValueError("bad")
+        return data
+
+    config = ConsumerConfig.resolve(bootstrap_servers="x:1", auto_offset_reset="earliest")
+    subs = SubscriptionState(ResetStrategy("earliest"))
+    fetcher = Fetcher(config, subs, value_deserializer=spy)
+    subs.assign([A0])
+    subs.seek(A0, 0)
+    (spec,) = plan(fetcher)
+    fetcher.handle_response(spec, [ok(A0, batch(0, 3))])
+    assert gc.isenabled()
+    assert [r.value for r in fetcher.drain(10)[A0]] == [b"v0"]
+    with pytest.raises(SerializationError):
+        fetcher.drain(10)  # the failure surfaces; the collector is back on all the same
+    assert gc.isenabled() and seen and not any(seen)
+    gc.disable()
+    try:
+        with pytest.raises(SerializationError):
+            fetcher.drain(10)
+        assert not gc.isenabled()  # an application's choice is left alone
+    finally:
+        gc.enable()
 
 
 def test_partial_trailing_batch_is_ignored() -> None:

@@ -25,6 +25,8 @@ CONTROLLER_RPCS = {
     "FetchMetadata", "AlterPartition", "CreateTopics", "DeleteTopics", "CreatePartitions",
     "IncrementalAlterConfigs", "AllocateProducerIds", "ElectLeaders", "DescribeQuorum",
 }
+# The one streaming RPC: followers send their Fetches over a long-lived bidirectional stream.
+STREAMING_RPCS = {("Broker", "ReplicaFetch"): ("FetchRequest", "FetchResponse")}
 # Brokers forward these to the controller unchanged, so both services must use one message type.
 FORWARDED_RPCS = {
     "CreateTopics", "DeleteTopics", "CreatePartitions", "IncrementalAlterConfigs", "ElectLeaders",
@@ -96,6 +98,11 @@ def test_service_exposes_every_rpc_with_request_response_types(
     methods = _service(module, service_name).methods_by_name
     assert expected <= set(methods), f"missing: {sorted(expected - set(methods))}"
     for name, method in methods.items():
+        streaming = STREAMING_RPCS.get((service_name, name))
+        if streaming is not None:
+            assert method.client_streaming and method.server_streaming, name
+            assert (method.input_type.name, method.output_type.name) == streaming, name
+            continue
         assert not method.client_streaming and not method.server_streaming, name
         assert method.input_type.name == f"{name}Request", name
         assert method.output_type.name == f"{name}Response", name

@@ -41,6 +41,7 @@ from proto.records import (
     RecordBatchBuilder,
     TimestampType,
     assign_offset_and_epoch,
+    decode_consumer_records,
     decode_varint,
     encode_varint,
     iter_batches,
@@ -295,6 +296,19 @@ def test_round_trip_every_codec(
         Record(base_offset + i, ts, key, value, headers) for i, (key, value, headers, ts) in
         enumerate(records)
     ]
+    _assert_consumer_decode_matches(data, base_offset + len(records) // 2)
+
+
+def _assert_consumer_decode_matches(data: bytes, min_offset: int, epoch: int | None = None
+                                    ) -> None:
+    """The consumer's decoder gives the proto decoder's records in the client layout."""
+    pad = b"\x07" * 13  # the batch sits inside a larger fetch buffer
+    got = decode_consumer_records(pad + data + pad, len(pad), tuple, "t", 4, min_offset)
+    assert got == [
+        ("t", 4, r.offset, r.timestamp, r.timestamp_type, r.key, r.value, r.headers, epoch,
+         -1 if r.key is None else len(r.key), -1 if r.value is None else len(r.value))
+        for r in RecordBatch(data).records() if r.offset >= min_offset
+    ]
 
 
 def test_many_records_with_large_fields_round_trip(seed: int) -> None:
@@ -309,6 +323,20 @@ def test_many_records_with_large_fields_round_trip(seed: int) -> None:
     batch = RecordBatch(builder.build())
     batch.validate()
     assert batch.records() == expected, f"seed={seed}"
+    _assert_consumer_decode_matches(bytes(batch.buffer), 0)
+
+
+def test_consumer_decode_epoch_and_log_append_time() -> None:
+    builder = RecordBatchBuilder(base_offset=10, partition_leader_epoch=3)
+    for i in range(3):
+        builder.append(b"v%d" % i, timestamp_ms=T + i)
+    data = bytearray(builder.build())
+    _assert_consumer_decode_matches(bytes(data), 11, epoch=3)
+    RecordBatch(data).set_max_timestamp_log_append(T + 99)
+    got = decode_consumer_records(bytes(data), 0, tuple, "t", 0)
+    assert [(r[3], r[4]) for r in got] == [(T + 99, TimestampType.LOG_APPEND_TIME)] * 3
+    # a memoryview (not bytes) still yields bytes keys/values
+    assert decode_consumer_records(memoryview(data), 0, tuple, "t", 0)[0][6] == b"v0"
 
 
 def test_append_at_keeps_original_offsets_and_forced_last_offset_delta() -> None:
@@ -490,10 +518,16 @@ def test_garbled_records_section_raises_only_corrupt_message(section: bytes, cou
     batch = RecordBatch(data)
     batch.validate()
     try:
+        consumer_records = decode_consumer_records(bytes(data) + b"\x00" * 8, 0, tuple, "t", 0)
+    except CorruptMessageError:
+        consumer_records = None
+    try:
         records = batch.records()
     except CorruptMessageError:
+        assert consumer_records is None
         return
     assert len(records) == count
+    assert consumer_records is not None and len(consumer_records) == count
 
 
 def test_records_section_overrun_is_corrupt() -> None:
@@ -505,3 +539,10 @@ def test_records_section_overrun_is_corrupt() -> None:
     data = _with_covered(EXAMPLE_1, RECORDS_COUNT_OFFSET, ">i", 0)
     with pytest.raises(CorruptMessageError, match="left after"):
         RecordBatch(data).records()
+    # The consumer decoder reads in place: running into the next batch is caught too.
+    for count in (2, 0):
+        data = _with_covered(EXAMPLE_1, RECORDS_COUNT_OFFSET, ">i", count)
+        with pytest.raises(CorruptMessageError):
+            decode_consumer_records(data + EXAMPLE_1, 0, tuple, "t", 0)
+        with pytest.raises(CorruptMessageError):
+            decode_consumer_records(data, 0, tuple, "t", 0)

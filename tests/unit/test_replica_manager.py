@@ -5,12 +5,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from cluster.log.files import FileSystem, MemFileSystem, OsFileSystem
 from cluster.log_manager import LogManager, parse_partition_dir_name
 from cluster.replica_manager import FollowerEntry, ProducePartitionResult, ReplicaManager
 from proto.broker_config import BrokerConfig
 from proto.errors import ErrorCode
 from proto.metadata import (
+    BrokerRegistrationChangeRecord,
     ConfigRecord,
     ConfigResourceType,
     Endpoint,
@@ -71,7 +74,8 @@ class Harness:
                 max_bytes=1 << 20, min_one=True,
                 current_leader_epoch=entry.request.current_leader_epoch, now_ms=self.now,
                 replica_id=2, broker_epoch=2,
-                last_fetched_epoch=entry.request.last_fetched_epoch)
+                last_fetched_epoch=entry.request.last_fetched_epoch,
+                follower_log_start_offset=entry.log_start_offset)
             follower.on_follower_fetch_response(
                 entry, r.error.code if r.error else ErrorCode.NONE,
                 high_watermark=r.high_watermark, log_start_offset=r.log_start_offset,
@@ -250,3 +254,117 @@ def test_deleted_topic_closes_every_replica_and_fails_parked_produces() -> None:
         ("orders-0", ErrorCode.NOT_LEADER_OR_FOLLOWER)]
     assert h.brokers[1].get(TOPIC, 0) is None and h.brokers[2].get(TOPIC, 0) is None
     assert h.brokers[1].logs.existing_partitions() == []
+
+
+def _timed_batch(timestamps: list[int], *, producer_id: int = -1, seq: int = -1) -> bytes:
+    b = RecordBatchBuilder(producer_id=producer_id, producer_epoch=0 if producer_id >= 0 else -1,
+                           base_sequence=seq)
+    for i, ts in enumerate(timestamps):
+        b.append(b"v%d" % i, timestamp_ms=ts)
+    return b.build()
+
+
+def test_list_offsets_max_timestamp_is_the_first_record_holding_it_below_the_hw() -> None:
+    h = Harness()
+    m = h.brokers[1]
+    h.produce(_timed_batch([5, 9, 7]), acks=1)  # offsets 0..2
+    assert m.list_offsets(TOPIC, 0, timestamp=-3, current_leader_epoch=-1).offset == -1  # HW 0
+    h.produce(_timed_batch([9, 3]), acks=1)  # offsets 3..4: a later 9 does not win
+    h.replicate()
+    h.replicate()
+    r = m.list_offsets(TOPIC, 0, timestamp=-3, current_leader_epoch=-1)
+    assert (r.error, r.offset, r.timestamp, r.leader_epoch) == (None, 1, 9, 0)
+    m.delete_records(TOPIC, 0, 2)  # the record with ts 9 at offset 1 is gone: offset 3 now
+    r = m.list_offsets(TOPIC, 0, timestamp=-3, current_leader_epoch=-1)
+    assert (r.offset, r.timestamp) == (3, 9)
+    h.produce(_timed_batch([50]), acks=1)  # above the HW until replicated
+    assert m.list_offsets(TOPIC, 0, timestamp=-3, current_leader_epoch=-1).offset == -1
+
+
+def test_high_watermarks_are_checkpointed_and_survive_a_restart(tmp_path: Path) -> None:
+    h = Harness(fs=OsFileSystem(), root=str(tmp_path))
+    leader, follower = h.brokers[1], h.brokers[2]
+    h.produce(batch([b"a", b"b", b"c"]), acks=1)
+    h.replicate()
+    h.replicate()  # leader HW 3; the follower learns it from this response
+    assert leader.get(TOPIC, 0).replica.high_watermark == 3  # type: ignore[union-attr]
+    data = leader.high_watermark_checkpoint()
+    assert data is not None and b"orders 0 3" in data
+    assert leader.high_watermark_checkpoint() is None  # unchanged since: nothing to write
+    follower.close_all()  # clean shutdown writes the checkpoint
+    again = ReplicaManager(2, LogManager(f"{tmp_path}/broker-2", CONFIG, h.fs), CONFIG)
+    again.open_existing(h.now)
+    assert again.get(TOPIC, 0).replica.high_watermark == 3  # type: ignore[union-attr]
+    # A garbled or stale checkpoint is survivable: clamped to [log start, LEO], or ignored.
+    h.fs.atomic_replace(again.hw_checkpoint_path, b"0\n1\norders 0 99\n")
+    assert ReplicaManager(2, LogManager(f"{tmp_path}/broker-2", CONFIG, h.fs),
+                          CONFIG)._checkpointed_hw == {("orders", 0): 99}
+    again.close_all()
+    h.fs.atomic_replace(again.hw_checkpoint_path, b"0\n1\norders 0 99\n")
+    third = ReplicaManager(2, LogManager(f"{tmp_path}/broker-2", CONFIG, h.fs), CONFIG)
+    third.open_existing(h.now)
+    assert third.get(TOPIC, 0).replica.high_watermark == 3  # type: ignore[union-attr]
+    third.close_all()
+    h.fs.atomic_replace(third.hw_checkpoint_path, b"garbage")
+    fourth = ReplicaManager(2, LogManager(f"{tmp_path}/broker-2", CONFIG, h.fs), CONFIG)
+    fourth.open_existing(h.now)
+    assert fourth.get(TOPIC, 0).replica.high_watermark == 0  # type: ignore[union-attr]
+
+
+def test_producer_state_is_snapshotted_on_segment_roll_and_recovered_from_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    h = Harness(fs=OsFileSystem(), root=str(tmp_path))
+    h.apply(ConfigRecord(ConfigResourceType.TOPIC, TOPIC, "segment.bytes", "300"))
+    seq = 0
+    for _ in range(6):  # ~90-byte batches: a roll every few appends
+        h.produce(batch([b"x" * 20], producer_id=7, seq=seq), acks=1)
+        seq += 1
+    plog = h.brokers[1].get(TOPIC, 0).log  # type: ignore[union-attr]
+    assert len(plog.segments) > 1
+    snapshots = plog.snapshot_offsets()
+    assert snapshots, "a roll writes a producer-state snapshot"
+    assert all(s in {seg.base_offset + 1 for seg in plog.segments[1:]} for s in snapshots)
+    # The follower rolls too, and snapshots as it applies the leader's batches.
+    for _ in range(4):
+        h.replicate()
+    flog = h.brokers[2].get(TOPIC, 0).log  # type: ignore[union-attr]
+    assert flog.log_end_offset == seq
+    assert len(flog.segments) > 1 and flog.snapshot_offsets()
+    # A crash (no clean shutdown): the newest snapshot is loaded, the rest replayed.
+    replayed_from: list[int] = []
+    replay = ReplicaManager._replay
+
+    def spy(table: object, log: object, start: int) -> None:
+        replayed_from.append(start)
+        replay(table, log, start)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ReplicaManager, "_replay", staticmethod(spy))
+    again = ReplicaManager(1, LogManager(f"{tmp_path}/broker-1", CONFIG, h.fs), CONFIG)
+    again.open_existing(h.now)
+    assert replayed_from == [max(snapshots)]  # not from the log start
+    table = again.get(TOPIC, 0).producers  # type: ignore[union-attr]
+    entry = table.entry(7)  # type: ignore[union-attr]
+    assert entry is not None and entry.last_sequence == seq - 1
+
+
+def test_delete_records_low_watermark_waits_for_live_followers() -> None:
+    h = Harness()
+    m = h.brokers[1]
+    h.produce(batch([b"a", b"b", b"c"]), acks=1)
+    h.replicate()
+    h.replicate()
+    assert m.low_watermark(TOPIC, 0) == (None, 0)
+    m.drain_events()
+    assert m.delete_records(TOPIC, 0, 2) == (None, 2)
+    assert m.drain_events().changed == ["orders-0"]  # parked follower fetches wake up
+    assert m.low_watermark(TOPIC, 0) == (None, 0)  # the follower still starts at 0
+    h.replicate()  # the answer carries log start 2; the follower moves its own
+    assert h.brokers[2].get(TOPIC, 0).log.log_start_offset == 2  # type: ignore[union-attr]
+    h.replicate()  # ... and its next fetch reports it
+    assert m.low_watermark(TOPIC, 0) == (None, 2)
+    m.delete_records(TOPIC, 0, 3)
+    assert m.low_watermark(TOPIC, 0) == (None, 2)
+    h.apply(BrokerRegistrationChangeRecord(2, 2, fenced=True))  # a dead follower is not waited for
+    assert m.low_watermark(TOPIC, 0) == (None, 3)
+    error, _ = h.brokers[2].low_watermark(TOPIC, 0)
+    assert error is not None and error.code is ErrorCode.NOT_LEADER_OR_FOLLOWER
