@@ -52,8 +52,15 @@ passes to `drain` only brokers that can take a request.
 
 Idempotence bookkeeping: a batch with a sequence that fails for good leaves a hole in the
 sequence space, so `epoch_bump_required` turns on (KIP-360); the shell then bumps the epoch
-(InitProducerId) and calls `set_producer_id_and_epoch`, after which each partition restarts at
-sequence 0 once nothing of it is on the wire, renumbering batches queued for retry.
+(InitProducerId) and calls `set_producer_id_and_epoch`. A partition restarts at sequence 0
+under the new epoch only once none of its numbered batches is unfinished (Kafka's
+`maybeUpdateProducerIdAndEpoch`): until then its retries keep their old epoch, sequence and
+bytes, so the broker still recognises one that was already written as a duplicate. A batch
+that was sent is renumbered only when the broker proved that neither it nor any earlier batch
+of its partition is in the log: the partition's oldest unfinished batch was refused as out of
+order, or refused for good on its only attempt (`fail(..., sequence_gap=True)`, Kafka's
+`partitionsToRewriteSequences`). Renumbering a batch whose fate is unknown (expired, timed
+out, failed after a lost response) would write its records a second time under the new epoch.
 """
 
 from __future__ import annotations
@@ -332,6 +339,9 @@ class RecordAccumulator:
         self._node_ready_ms: dict[int, int] = {}
         self._node_drain_ms: dict[int, int] = {}
         self.epoch_bump_required = False
+        # Partitions whose unfinished numbered batches are known not to be in the log (see the
+        # module doc): renumbered under the next epoch, not sent before that.
+        self._rewrite_sequences: set[TopicPartition] = set()
         self._guarantee_order = config.max_in_flight_requests_per_connection == 1
         # A record too large for a request could still fit an open batch only if batch.size
         # is above the limits; otherwise checking when a batch opens is enough.
@@ -732,9 +742,12 @@ class RecordAccumulator:
         sequences = self._sequences
         if not sequences.producer_id_and_epoch.is_valid:
             return True
+        if tp in self._rewrite_sequences:
+            return True  # renumbered once the new epoch is known and nothing is on the wire
         if not first.has_sequence and sequences.is_stale(tp):
-            # New epoch: restart at 0, but only once nothing of the old epoch is on the wire.
-            if self._on_wire.get(tp, 0) > 0:
+            # New epoch: restart at 0, but only once nothing numbered under the old one is
+            # unfinished.
+            if not self._can_restart_sequences(tp):
                 return True
             self._restart_sequences(tp)
         if not first.has_sequence and sequences.window_size(tp) >= MAX_IN_FLIGHT_WINDOW:
@@ -847,9 +860,18 @@ class RecordAccumulator:
             position += 1
         dq.insert(position, batch)
 
-    def fail(self, batch: ProducerBatch, error: BaseException) -> bool:
+    def fail(
+        self, batch: ProducerBatch, error: BaseException, *, sequence_gap: bool = False
+    ) -> bool:
         """The batch failed for good (non-retriable error, retries or time exhausted). It
         leaves its queue if it is queued, and frees its memory.
+
+        Args:
+            sequence_gap: the broker proved the batch is not in the log while it was its
+                partition's oldest unfinished batch (OUT_OF_ORDER_SEQUENCE_NUMBER, or a
+                non-retriable error on its only attempt): then no later batch of the partition
+                is either, and those are renumbered under the new epoch. Otherwise they keep
+                their numbering until they finish.
 
         Returns:
             False if it had already finished (ignore).
@@ -869,6 +891,8 @@ class RecordAccumulator:
             # A hole in the sequence space: the broker will refuse what follows (KIP-360).
             self._sequences.remove(tp, batch.batch_id, acked=False)
             self.epoch_bump_required = True
+            if sequence_gap:
+                self._rewrite_sequences.add(tp)
         self._maybe_restart_sequences(tp)
         return True
 
@@ -1005,12 +1029,22 @@ class RecordAccumulator:
         for tp in sorted(self._deques):
             self._maybe_restart_sequences(tp)
 
+    def _can_restart_sequences(self, tp: TopicPartition) -> bool:
+        """Nothing of the partition is on the wire, and every unfinished numbered batch of it
+        is known not to be in the log (none, or a proven gap): renumbering writes no record
+        twice."""
+        if self._on_wire.get(tp, 0) > 0:
+            return False
+        return tp in self._rewrite_sequences or not self._sequences.has_in_flight(tp)
+
     def _maybe_restart_sequences(self, tp: TopicPartition) -> None:
-        if self._sequences.is_stale(tp) and self._on_wire.get(tp, 0) == 0:
+        if self._sequences.is_stale(tp) and self._can_restart_sequences(tp):
             self._restart_sequences(tp)
 
     def _restart_sequences(self, tp: TopicPartition) -> None:
-        """Kafka's `startSequencesAtBeginning`: renumber the queued retries from 0."""
+        """Kafka's `startSequencesAtBeginning`: renumber the queued retries from 0 (only those
+        of a proven gap: `_can_restart_sequences`)."""
+        self._rewrite_sequences.discard(tp)
         ids = self._sequences.producer_id_and_epoch
         for batch_id, sequence in self._sequences.restart_sequences(tp):
             batch = self._incomplete[batch_id]

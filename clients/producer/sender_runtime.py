@@ -790,10 +790,20 @@ class ProducerEngine:
                 sink.split(pieces)
             return None
         retriable = error.retriable
+        oldest = batch.has_sequence and (
+            batch.base_sequence == acc.sequences.first_in_flight_sequence(tp)
+        )
+        # The log lacks this batch, so also every later one of its partition (they may be
+        # renumbered under the new epoch): the broker refused it as out of order (checked after
+        # duplicates), or refused its only attempt for good.
+        sequence_gap = oldest and (
+            code == ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER
+            or (not retriable and batch.attempts == 0)
+        )
         if code == ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER and batch.has_sequence:
             # An earlier batch of this partition is unresolved or was retried: this one only
             # overtook it; retry in order (Kafka's canRetry for idempotent producers).
-            retriable = batch.base_sequence != acc.sequences.first_in_flight_sequence(tp)
+            retriable = not oldest
         if (
             retriable
             and not batch.has_reached_delivery_timeout(now)
@@ -812,7 +822,7 @@ class ProducerEngine:
                 f"Expiring {batch.record_count} record(s) for {tp}: delivery.timeout.ms "
                 f"passed; last error {error}", pending=batch.record_count,
             )
-        if acc.fail(batch, error):
+        if acc.fail(batch, error, sequence_gap=sequence_gap):
             return error
         return None
 

@@ -178,7 +178,7 @@ class SequenceTracker:
         for i, flight in enumerate(flights):
             if flight.batch_id == batch_id:
                 if not acked:
-                    del flights[i]  # a hole: the epoch bump that follows renumbers the rest
+                    del flights[i]  # a hole: an epoch bump follows (see RecordAccumulator)
                     return
                 flight.acked = True
                 last = increment_sequence(flight.base_sequence, flight.record_count - 1)

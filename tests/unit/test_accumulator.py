@@ -18,7 +18,7 @@ from clients.producer import (
     retry_backoff_ms,
 )
 from clients.types import UNKNOWN_PARTITION, TopicPartition
-from proto.errors import NotLeaderOrFollowerError
+from proto.errors import NotLeaderOrFollowerError, OutOfOrderSequenceNumberError
 from proto.records import RecordBatch
 
 TP0 = TopicPartition("t", 0)
@@ -343,21 +343,72 @@ def test_new_batches_queue_behind_retries() -> None:
     assert queued[0] is a and not queued[1].has_sequence
 
 
-def test_a_failed_sequenced_batch_requires_an_epoch_bump_and_renumbers_retries() -> None:
+def test_a_sequence_gap_requires_an_epoch_bump_and_renumbers_retries() -> None:
     acc = idempotent(batch_size=200)
     fill(acc, TP0, 3)
     leaders = {TP0: 1}
     a, b, c = (acc.drain(0, [1], MB, leaders)[1][0] for _ in range(3))
-    acc.fail(a, NotLeaderOrFollowerError("gone"))
+    # The oldest unfinished batch refused as out of order: a, b and c are not in the log.
+    acc.fail(a, OutOfOrderSequenceNumberError("gap"), sequence_gap=True)
     assert acc.epoch_bump_required and acc.needs_producer_id
     acc.reenqueue(b, 0)
     acc.reenqueue(c, 0)
+    assert acc.drain(10_000, [1], MB, leaders) == {}  # not under the old epoch any more
     acc.set_producer_id_and_epoch(1000, 1)
     assert not acc.epoch_bump_required
     assert [(x.producer_epoch, x.base_sequence) for x in (b, c)] == [(1, 0), (1, 1)]
     decoded = RecordBatch(c.data)
     assert decoded.is_valid() and (decoded.producer_epoch, decoded.base_sequence) == (1, 1)
     assert acc.sequences.next_sequence(TP0) == 2
+
+
+def test_an_epoch_bump_keeps_the_numbering_of_retries_whose_fate_is_unknown() -> None:
+    # A batch of another partition expires: the epoch is bumped. b's response was lost, so b
+    # may be in the log under epoch 0 / sequence 0; renumbered, it would be written twice.
+    acc = idempotent(batch_size=200, delivery_timeout_ms=1000)
+    put(acc, TP0, now_ms=0)
+    put(acc, TP1, now_ms=500)
+    leaders = {TP0: 1, TP1: 1}
+    drained = acc.drain(500, [1], MB, leaders)[1]
+    a, b = sorted(drained, key=lambda x: x.topic_partition)
+    data = b.data
+    acc.reenqueue(b, 500)  # response lost
+    assert acc.expire_batches(1000) == [a]
+    assert acc.needs_producer_id
+    acc.set_producer_id_and_epoch(1000, 1)
+    assert (b.producer_epoch, b.base_sequence, b.data) == (0, 0, data)
+    put(acc, TP1, now_ms=1000)
+    assert acc.drain(1200, [1], MB, leaders)[1] == [b]  # the retry, as first sent
+    assert b.data == data
+    assert acc.drain(1200, [1], MB, leaders) == {}  # new epoch waits for b's outcome
+    assert acc.complete(b)  # the broker answered: a duplicate of the write under epoch 0
+    fresh = acc.drain(1200, [1], MB, leaders)[1][0]
+    assert (fresh.producer_epoch, fresh.base_sequence) == (1, 0)
+
+
+def test_an_expired_batch_does_not_renumber_the_retries_behind_it() -> None:
+    acc = idempotent(batch_size=200, delivery_timeout_ms=1000)
+    leaders = {TP0: 1}
+    put(acc, TP0, now_ms=0)
+    a = acc.drain(0, [1], MB, leaders)[1][0]
+    fill_at = 400
+    put(acc, TP0, now_ms=fill_at)
+    put(acc, TP0, now_ms=fill_at)
+    b, c = (acc.drain(fill_at, [1], MB, leaders)[1][0] for _ in range(2))
+    acc.reenqueue(b, fill_at)  # responses lost: b and c may be in the log
+    acc.reenqueue(c, fill_at)
+    assert acc.expire_batches(1000) == [a]  # a's fate is unknown too
+    acc.set_producer_id_and_epoch(1000, 1)
+    assert [(x.producer_epoch, x.base_sequence) for x in (b, c)] == [(0, 1), (0, 2)]
+    # b is refused as out of order: a is not in the log, so neither are b and c.
+    assert acc.drain(1000, [1], MB, leaders)[1] == [b]
+    acc.fail(b, OutOfOrderSequenceNumberError("gap"), sequence_gap=True)
+    assert acc.needs_producer_id
+    acc.set_producer_id_and_epoch(1000, 2)
+    assert c.base_sequence == 0 and c.producer_epoch >= 1  # a fresh epoch for this partition
+    decoded = RecordBatch(c.data)  # type: ignore[arg-type]
+    assert decoded.is_valid()
+    assert (decoded.producer_epoch, decoded.base_sequence) == (c.producer_epoch, 0)
 
 
 def test_new_epoch_waits_for_old_batches_on_the_wire() -> None:
@@ -467,6 +518,129 @@ def test_idempotent_retries_keep_order_and_never_duplicate(seed: int) -> None:
             answer(0)
     assert not acc.has_incomplete(), f"seed={seed}"
     assert broker.log == list(range(appended)), f"seed={seed}"
+
+
+class _EpochBroker:
+    """One partition's leader with producer epochs (KIP-98 / KIP-360): duplicates of the last 5
+    batches succeed; a lower epoch is refused; a new epoch starts at sequence 0; a producer the
+    partition has not seen may start anywhere."""
+
+    def __init__(self) -> None:
+        self.log: list[int] = []  # batch ids, in append order
+        self.epoch = -1
+        self.last_sequence = -1
+        self.cached: list[tuple[int, int, int]] = []  # (epoch, base sequence, count)
+
+    def produce(self, batch: ProducerBatch) -> str:
+        epoch, base, count = batch.producer_epoch, batch.base_sequence, batch.record_count
+        if (epoch, base, count) in self.cached:
+            return "duplicate"
+        if self.epoch >= 0:
+            if epoch < self.epoch:
+                return "invalid_epoch"
+            if epoch > self.epoch and base != 0:
+                return "out_of_order_sequence"
+            if epoch == self.epoch and base != self.last_sequence + 1:
+                return "out_of_order_sequence"
+        if epoch != self.epoch:
+            self.cached = []
+        self.epoch, self.last_sequence = epoch, base + count - 1
+        self.cached = (self.cached + [(epoch, base, count)])[-5:]
+        self.log.append(batch.batch_id)
+        return "ok"
+
+
+def test_expiries_and_epoch_bumps_never_write_a_batch_twice(seed: int) -> None:
+    # The Sender's rules over lost requests and responses, delivery timeouts and epoch bumps:
+    # a batch that may be in the log keeps its epoch and sequence until it finishes.
+    rng = random.Random(seed)
+    acc = idempotent(seed, batch_size=200, delivery_timeout_ms=1500)
+    brokers = {TP0: _EpochBroker(), TP1: _EpochBroker()}
+    leaders = {TP0: 1, TP1: 1}
+    responses: list[tuple[ProducerBatch, str]] = []
+    acked: list[int] = []
+    epoch = 0
+    now = 0
+
+    def drainable() -> dict[TopicPartition, int | None]:
+        # The Sender's `_drainable`: while nothing is acknowledged under the current epoch,
+        # only one batch of a partition is on the wire (the broker may take any first one).
+        view: dict[TopicPartition, int | None] = dict(leaders)
+        for tp in leaders:
+            ids = acc.sequences.in_flight_batch_ids(tp)
+            first = acc.batch(ids[0]) if ids else None
+            if (
+                acc.sequences.last_acked_sequence(tp) == -1
+                and first is not None
+                and first.state is BatchState.IN_FLIGHT
+            ):
+                view[tp] = None
+        return view
+
+    def send(faulty: bool) -> None:
+        if acc.needs_producer_id or len(acc.in_flight()) >= 5:
+            return
+        for batch in acc.drain(now, [1], MB, drainable()).get(1, []):
+            if faulty and rng.random() < 0.25:
+                responses.append((batch, "request_lost"))
+                continue
+            result = brokers[batch.topic_partition].produce(batch)
+            if faulty and rng.random() < 0.25:
+                result = "response_lost"
+            responses.append((batch, result))
+
+    def answer(index: int) -> None:
+        batch, result = responses.pop(index)
+        if batch.is_done:
+            return  # expired meanwhile
+        if result in ("ok", "duplicate"):
+            assert acc.complete(batch)
+            acked.append(batch.batch_id)
+            return
+        tp = batch.topic_partition
+        oldest = batch.base_sequence == acc.sequences.first_in_flight_sequence(tp)
+        if result == "out_of_order_sequence":
+            gap, retriable = oldest, not oldest
+        else:
+            retriable = result != "invalid_epoch"
+            gap = oldest and not retriable and batch.attempts == 0
+        if retriable and not batch.has_reached_delivery_timeout(now):
+            assert acc.reenqueue(batch, now)
+        else:
+            assert acc.fail(batch, KafkaTimeoutError(result), sequence_gap=gap)
+
+    def bump() -> None:
+        nonlocal epoch
+        epoch += 1
+        acc.set_producer_id_and_epoch(1000, epoch)
+
+    for _ in range(1500):
+        now += rng.randrange(0, 40)
+        acc.expire_batches(now)
+        roll = rng.random()
+        if acc.needs_producer_id and roll < 0.3:
+            bump()  # InitProducerId answered
+        elif roll < 0.35:
+            put(acc, rng.choice((TP0, TP1)), now)
+        elif roll < 0.7:
+            send(faulty=True)
+        elif responses:
+            answer(rng.randrange(len(responses)))  # responses in any order
+    for _ in range(10_000):  # heal: no more faults, answer in order
+        if not acc.has_incomplete() and not responses:
+            break
+        now += 1000
+        acc.expire_batches(now)
+        if acc.needs_producer_id:
+            bump()
+        send(faulty=False)
+        while responses:
+            answer(0)
+    assert not acc.has_incomplete(), f"seed={seed}"
+    for tp, broker in brokers.items():
+        assert len(broker.log) == len(set(broker.log)), f"{tp} wrote a batch twice, seed={seed}"
+    written = {bid for broker in brokers.values() for bid in broker.log}
+    assert set(acked) <= written, f"seed={seed}"
 
 
 def test_at_most_five_numbered_batches_past_the_oldest_unfinished_one() -> None:
