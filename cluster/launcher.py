@@ -209,6 +209,22 @@ def stop_actor(handle: Handle, grace_s: float, *, what: str) -> None:
     stop_actors({what: handle}, grace_s)
 
 
+def _statuses(handles: dict[int, Handle | None],
+              timeout_s: float) -> dict[int, dict[str, Any] | None]:
+    """`status()` of each actor, asked concurrently; None for dead (no handle) or silent ones."""
+    result: dict[int, dict[str, Any] | None] = {i: None for i in handles}
+    refs = {handle.status.remote(): i for i, handle in handles.items() if handle is not None}
+    if not refs:
+        return result
+    done, _ = ray.wait(list(refs), num_returns=len(refs), timeout=timeout_s)
+    for ref in done:
+        try:
+            result[refs[ref]] = ray.get(ref)
+        except Exception:  # noqa: BLE001 - a dead actor answers with an error: None
+            result[refs[ref]] = None
+    return result
+
+
 class LocalCluster:
     """Controllers (and, with the broker issue, brokers) as named Ray actors on this machine."""
 
@@ -500,21 +516,7 @@ class LocalCluster:
     ) -> dict[int, dict[str, Any] | None]:
         """`status()` of each controller, asked concurrently; None for dead or silent ones."""
         wanted = sorted(ids) if ids is not None else self.controller_ids
-        result: dict[int, dict[str, Any] | None] = {i: None for i in wanted}
-        refs: dict[Any, int] = {}
-        for node_id in wanted:
-            handle = self._controllers[node_id].handle
-            if handle is not None:
-                refs[handle.status.remote()] = node_id
-        if not refs:
-            return result
-        done, _ = ray.wait(list(refs), num_returns=len(refs), timeout=timeout_s)
-        for ref in done:
-            try:
-                result[refs[ref]] = ray.get(ref)
-            except Exception:  # noqa: BLE001 - a dead actor answers with an error: None
-                result[refs[ref]] = None
-        return result
+        return _statuses({i: self._controllers[i].handle for i in wanted}, timeout_s)
 
     def controller_leader(self, timeout_s: float = 2.0) -> int | None:
         """The elected leader a majority agrees on (see the module docstring), or None."""
@@ -697,21 +699,7 @@ class LocalCluster:
     ) -> dict[int, dict[str, Any] | None]:
         """`status()` of each broker, asked concurrently; None for dead or silent ones."""
         wanted = sorted(ids) if ids is not None else self.broker_ids
-        result: dict[int, dict[str, Any] | None] = {i: None for i in wanted}
-        refs: dict[Any, int] = {}
-        for broker_id in wanted:
-            handle = self._brokers[broker_id].handle
-            if handle is not None:
-                refs[handle.status.remote()] = broker_id
-        if not refs:
-            return result
-        done, _ = ray.wait(list(refs), num_returns=len(refs), timeout=timeout_s)
-        for ref in done:
-            try:
-                result[refs[ref]] = ray.get(ref)
-            except Exception:  # noqa: BLE001 - a dead actor answers with an error: None
-                result[refs[ref]] = None
-        return result
+        return _statuses({i: self._brokers[i].handle for i in wanted}, timeout_s)
 
     def wait_for(self, predicate: Callable[[], bool], timeout_s: float, *, what: str = "condition",
                  poll_s: float = 0.05) -> None:
