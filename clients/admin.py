@@ -160,7 +160,9 @@ class AsyncAdmin:
             cfg = self.config
             self._network = BrokerNetwork(
                 ",".join(cfg.bootstrap_servers), client_id=cfg.client_id or "rafka-admin",
-                request_timeout_ms=cfg.request_timeout_ms, retry_backoff_ms=cfg.retry_backoff_ms)
+                request_timeout_ms=cfg.request_timeout_ms, retry_backoff_ms=cfg.retry_backoff_ms,
+                reconnect_backoff_ms=cfg.reconnect_backoff_ms,
+                reconnect_backoff_max_ms=cfg.reconnect_backoff_max_ms)
 
     async def close(self) -> None:
         self._closed = True

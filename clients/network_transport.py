@@ -20,7 +20,7 @@ from clients.errors import KafkaTimeoutError
 from clients.metadata import BrokerNode, ClusterMetadata, MetadataSnapshot, TopicMetadata
 from clients.types import PartitionInfo
 from proto import broker_pb2, broker_pb2_grpc
-from proto.channel_options import GRPC_OPTIONS
+from proto.channel_options import GRPC_OPTIONS, reconnect_options
 from proto.errors import ErrorCode, RafkaError
 from proto.fault_transport import client_interceptors
 
@@ -91,6 +91,8 @@ class BrokerNetwork:
         client_id: sent as the `rafka-client-id` call metadata.
         request_timeout_ms: the deadline of each call (`request.timeout.ms`).
         retry_backoff_ms: pause between rounds over all brokers in `refresh_metadata`.
+        reconnect_backoff_ms, reconnect_backoff_max_ms: how soon a channel to a broker that
+            went away tries again (`reconnect.backoff.ms`, `reconnect.backoff.max.ms`).
         local_name: this client's name for fault injection ("" = anonymous).
     """
 
@@ -101,12 +103,17 @@ class BrokerNetwork:
         client_id: str,
         request_timeout_ms: int,
         retry_backoff_ms: int = 100,
+        reconnect_backoff_ms: int = 50,
+        reconnect_backoff_max_ms: int = 1000,
         local_name: str = "",
     ) -> None:
         self.bootstrap = parse_bootstrap(bootstrap_servers)
         self.client_id = client_id
         self.request_timeout_ms = request_timeout_ms
         self.retry_backoff_ms = retry_backoff_ms
+        self._options = GRPC_OPTIONS + reconnect_options(
+            reconnect_backoff_ms, reconnect_backoff_max_ms
+        )
         self.local_name = local_name
         self.metadata = ClusterMetadata()
         self.call_metadata: tuple[tuple[str, str], ...] = (
@@ -122,7 +129,7 @@ class BrokerNetwork:
         entry = self._channels.get(address)
         if entry is None:
             channel = grpc.aio.insecure_channel(
-                address, options=GRPC_OPTIONS, interceptors=client_interceptors(peer, address)
+                address, options=self._options, interceptors=client_interceptors(peer, address)
             )
             entry = (channel, broker_pb2_grpc.BrokerStub(channel))
             self._channels[address] = entry

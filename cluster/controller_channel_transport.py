@@ -30,7 +30,7 @@ from typing import Any
 import grpc
 
 from proto import controller_pb2_grpc
-from proto.channel_options import GRPC_OPTIONS
+from proto.channel_options import GRPC_OPTIONS, reconnect_options
 from proto.errors import ErrorCode, NotControllerError, RequestTimedOutError
 from proto.fault_transport import FaultTable, client_interceptors
 
@@ -40,11 +40,7 @@ INITIAL_BACKOFF_S = 0.05
 MAX_BACKOFF_S = 1.0
 DEFAULT_ATTEMPT_TIMEOUT_S = 2.0
 
-_RECONNECT_OPTIONS: tuple[tuple[str, int], ...] = (
-    ("grpc.initial_reconnect_backoff_ms", 100),
-    ("grpc.min_reconnect_backoff_ms", 100),
-    ("grpc.max_reconnect_backoff_ms", 1000),
-)
+_RECONNECT_OPTIONS = reconnect_options(100, 1000)
 
 
 def controller_name(node_id: int) -> str:

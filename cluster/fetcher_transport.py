@@ -33,7 +33,7 @@ import grpc
 from cluster.replica_manager import FollowerEntry
 from proto import broker_pb2, broker_pb2_grpc
 from proto.broker_config import BrokerConfig
-from proto.channel_options import GRPC_OPTIONS
+from proto.channel_options import GRPC_OPTIONS, reconnect_options
 from proto.fault_transport import FaultTable, client_interceptors
 
 log = logging.getLogger(__name__)
@@ -41,6 +41,9 @@ log = logging.getLogger(__name__)
 RPC_MARGIN_S = 2.0
 MAX_ERROR_BACKOFF_S = 0.2
 IDLE_WAIT_S = 0.05
+# Kafka's broker defaults (reconnect.backoff.ms, reconnect.backoff.max.ms): a restarted
+# leader is fetched from again within a second.
+_RECONNECT_OPTIONS = reconnect_options(50, 1000)
 
 
 class FetchSource(Protocol):
@@ -72,6 +75,22 @@ class _ReplicaFetchStream:
 
     def close(self) -> None:
         self._call.cancel()
+        # A call that had already ended (the leader died) ignores cancel(), and gRPC's task
+        # feeding the intercepted request side would wait forever for another write, to be
+        # garbage-collected while pending (an asyncio error in the log). Ending the writes
+        # lets it finish.
+        task = asyncio.get_running_loop().create_task(self._end_writes())
+        _CLOSING.add(task)
+        task.add_done_callback(_CLOSING.discard)
+
+    async def _end_writes(self) -> None:
+        try:
+            await asyncio.wait_for(self._call.done_writing(), 1.0)
+        except (Exception, asyncio.CancelledError):  # noqa: BLE001 - best effort on a dead call
+            pass
+
+
+_CLOSING: set[asyncio.Task[None]] = set()  # strong references until they finish
 
 
 class FetcherManager:
@@ -119,7 +138,7 @@ class FetcherManager:
             if known is not None:
                 asyncio.get_running_loop().create_task(known[1].close())
             channel = grpc.aio.insecure_channel(
-                address, options=GRPC_OPTIONS,
+                address, options=GRPC_OPTIONS + _RECONNECT_OPTIONS,
                 interceptors=client_interceptors(f"broker-{leader}", address, self._faults))
             known = (address, channel, broker_pb2_grpc.BrokerStub(channel))
             self._channels[leader] = known

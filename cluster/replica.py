@@ -652,6 +652,17 @@ class PartitionReplica:
         change = self._after_state_change(now_ms)
         return self._decision(None, read_from=fetch_offset, change=change, ask=ask)
 
+    def on_follower_ineligible(self, replica_id: int, now_ms: int) -> HighWatermarkChange | None:
+        """Metadata says a follower was fenced or is shutting down: stop holding the high
+        watermark back for it while it is outside the ISR (Kafka's isReplicaIsrEligible).
+        Without this a dead follower that was caught up when it died would stall acks=all
+        until `replica.lag.time.max.ms` after its last fetch. Its next fetch re-evaluates."""
+        state = self._followers.get(replica_id)
+        if self._role is not Role.LEADER or state is None or not state.eligible:
+            return None
+        state.eligible = False
+        return self._after_state_change(now_ms)
+
     def low_watermark(self, alive: Callable[[int], bool]) -> int:
         """`Partition.lowWatermarkIfLeader`: the smallest log start offset among this leader
         and its followers on `alive` (registered, unfenced) brokers; DeleteRecords completes

@@ -375,8 +375,22 @@ class ReplicaManager:
         for label, part in sorted(self.partitions.items()):
             if cluster_changed or part.topic in changed_topics:
                 self._update_configs(part, image, now_ms)
+        self._drop_ineligible_followers(image, change.brokers, now_ms)
         self._collect()
         return MetadataOutcome(tuple(delete_dirs), followers_changed)
+
+    def _drop_ineligible_followers(self, image: MetadataImage, brokers: tuple[int, ...],
+                                   now_ms: int) -> None:
+        gone = [b for b in brokers if b != self.broker_id
+                and ((reg := image.broker(b)) is None or not reg.is_active)]
+        if not gone:
+            return
+        for part in self.partitions.values():
+            for broker_id in gone:
+                change = part.replica.on_follower_ineligible(broker_id, now_ms)
+                if change is not None:
+                    self._note_hw(part, change)
+                    self._touched.add(part.label)
 
     def _become(self, part: Partition, image: MetadataImage, now_ms: int) -> None:
         reg = image.partition(part.topic_id, part.partition)

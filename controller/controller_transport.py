@@ -35,7 +35,7 @@ from controller.raft_messages import (
 )
 from controller.raft_runtime import NodeLog
 from proto import controller_pb2_grpc
-from proto.channel_options import GRPC_OPTIONS
+from proto.channel_options import GRPC_OPTIONS, reconnect_options
 from proto.errors import ErrorCode
 from proto.fault_transport import FaultTable, client_interceptors
 
@@ -51,11 +51,7 @@ def _reconnect_options(max_backoff_ms: int) -> tuple[tuple[str, int], ...]:
     """Reconnect to a restarted peer within about one election timeout: gRPC's default
     backoff (1 s, growing to 120 s) would keep a returning voter unreachable for far longer
     than Raft needs to notice it."""
-    return (
-        ("grpc.initial_reconnect_backoff_ms", 100),
-        ("grpc.min_reconnect_backoff_ms", 100),
-        ("grpc.max_reconnect_backoff_ms", max(100, max_backoff_ms)),
-    )
+    return reconnect_options(100, max_backoff_ms)
 
 
 class ControllerTransport:

@@ -15,3 +15,22 @@ GRPC_OPTIONS: tuple[tuple[str, int], ...] = (
     ("grpc.keepalive_time_ms", 10_000),
     ("grpc.keepalive_timeout_ms", 5_000),
 )
+
+
+def reconnect_options(initial_ms: int, max_ms: int) -> tuple[tuple[str, int], ...]:
+    """Channel options for reconnecting to a peer that went away (Kafka's
+    `reconnect.backoff.ms` / `reconnect.backoff.max.ms`).
+
+    gRPC's own backoff starts at 1 s and grows to 120 s, and a channel fails calls at once
+    while it waits: a broker restarted after a few seconds' outage would stay unreachable from
+    that channel for seconds more, after it has become a leader again. (gRPC's "min
+    reconnect backoff" is the least time given to one connection attempt, 20 s by default: a
+    refused connection fails at once, a hung handshake is given up after `max_ms`.)
+    """
+    initial = max(1, initial_ms)
+    cap = max(initial, max_ms)
+    return (
+        ("grpc.initial_reconnect_backoff_ms", initial),
+        ("grpc.min_reconnect_backoff_ms", cap),
+        ("grpc.max_reconnect_backoff_ms", cap),
+    )

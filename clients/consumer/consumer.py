@@ -288,7 +288,9 @@ class AsyncConsumer(Generic[K, V]):
         cfg = self.config
         self._network = BrokerNetwork(
             ",".join(cfg.bootstrap_servers), client_id=cfg.client_id or "rafka-consumer",
-            request_timeout_ms=cfg.request_timeout_ms, retry_backoff_ms=cfg.retry_backoff_ms)
+            request_timeout_ms=cfg.request_timeout_ms, retry_backoff_ms=cfg.retry_backoff_ms,
+            reconnect_backoff_ms=cfg.reconnect_backoff_ms,
+            reconnect_backoff_max_ms=cfg.reconnect_backoff_max_ms)
         self._engine = FetchEngine(cfg, self._network, self._subs, self._fetcher)
         self._engine.start()
         if self._core is not None:

@@ -37,8 +37,9 @@ States of a batch (`BatchState`; transitions are the table `_TRANSITIONS`, appli
 
 Readiness of a partition (Kafka's `batchReady`) looks at the first batch of its queue: it is
 sendable when it is full (or not the only batch), its linger has passed, someone waits for
-memory, a flush is in progress, or the accumulator is closing; and it is not backing off. The
-linger clock starts at the batch's creation; the backoff clock at its last attempt.
+memory, a flush is in progress, or the accumulator is closing; and it is not backing off (a
+retry whose partition changed leader since its last attempt does not: KIP-951). The linger
+clock starts at the batch's creation; the backoff clock at its last attempt.
 
 Ordering. With `max.in.flight.requests.per.connection=1` a partition with a batch on the wire is
 *muted* (Kafka's `guaranteeMessageOrder`). With idempotence (KIP-98) up to 5 requests may be in
@@ -195,6 +196,21 @@ _TRANSITIONS: Final[dict[tuple[BatchState, str], BatchState]] = {
 }
 
 
+def _backing_off(batch: ProducerBatch, waited_ms: int, leader: int) -> bool:
+    """Whether a queue head must still wait out its retry backoff.
+
+    A retry whose partition has a new leader since its last attempt goes at once (KIP-951):
+    the backoff protects a struggling broker, and the new one has not been tried yet. Kafka
+    compares leader epochs; the leader's id is what the drain knows, and a leader that moved
+    away and back within one backoff only waits as before.
+    """
+    return (
+        batch.attempts > 0
+        and waited_ms < batch.retry_backoff_ms
+        and leader == batch.attempt_leader
+    )
+
+
 def _transition(batch: ProducerBatch, event: str) -> None:
     try:
         batch.state = _TRANSITIONS[(batch.state, event)]
@@ -225,6 +241,7 @@ class ProducerBatch:
     attempts: int = 0
     last_attempt_ms: int = 0  # linger and backoff are measured from here
     retry_backoff_ms: int = 0
+    attempt_leader: int | None = None  # the broker the last attempt went to
     drained_ms: int = -1
     producer_id: int = NO_PRODUCER_ID
     producer_epoch: int = NO_PRODUCER_EPOCH
@@ -644,7 +661,7 @@ class RecordAccumulator:
                     continue
                 first = dq[0]
                 waited = now_ms - first.last_attempt_ms
-                backing_off = first.attempts > 0 and waited < first.retry_backoff_ms
+                backing_off = _backing_off(first, waited, leader)
                 wait_ms = first.retry_backoff_ms if backing_off else linger
                 full = len(dq) > 1 or first.state is not BatchState.OPEN
                 if (full or waited >= wait_ms or sendable_anyway) and not backing_off:
@@ -718,7 +735,7 @@ class RecordAccumulator:
             if not dq:
                 continue
             first = dq[0]
-            if first.attempts > 0 and now_ms - first.last_attempt_ms < first.retry_backoff_ms:
+            if _backing_off(first, now_ms - first.last_attempt_ms, node):
                 continue
             if ready and size + first.estimated_size_in_bytes > max_size:
                 stopped_at = tp
@@ -729,6 +746,7 @@ class RecordAccumulator:
                 continue
             dq.popleft()
             self._start_attempt(first, now_ms)
+            first.attempt_leader = node
             size += len(first.data) if first.data is not None else 0
             ready.append(first)
         if stopped_at is not None:
@@ -1106,6 +1124,10 @@ class RecordAccumulator:
 
     def incomplete_batch_ids(self) -> tuple[int, ...]:
         return tuple(sorted(self._incomplete))
+
+    def incomplete_partitions(self) -> set[TopicPartition]:
+        """Partitions with an unfinished batch (queued or on the wire)."""
+        return {b.topic_partition for b in self._incomplete.values()}
 
     def batch(self, batch_id: int) -> ProducerBatch | None:
         """An unfinished batch by id."""

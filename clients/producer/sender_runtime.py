@@ -252,11 +252,17 @@ class ProducerEngine:
             client_id=config.client_id,
             request_timeout_ms=config.request_timeout_ms,
             retry_backoff_ms=config.retry_backoff_ms,
+            reconnect_backoff_ms=config.reconnect_backoff_ms,
+            reconnect_backoff_max_ms=config.reconnect_backoff_max_ms,
         )
         self.metadata = self.network.metadata
         self._sinks: dict[int, _BatchSink] = {}
         self._topics: set[str] = set()
         self._in_flight: dict[int, int] = {}
+        # Brokers whose last Produce failed on the network (dead or cut off): while one still
+        # leads a partition, metadata is asked again every retry.backoff.ms to find its
+        # successor, whatever the retries' own backoffs.
+        self._unreachable: set[int] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread = -1
@@ -520,10 +526,12 @@ class ProducerEngine:
                 sink.fail(batch.error or KafkaTimeoutError("batch expired"))
             if expired:
                 self._signal_progress()
+            watching = self._watch_unreachable(leaders)
             if (
                 check.unknown_leader_topics
                 or any(n not in brokers for n in check.ready_nodes)
                 or (self._topics and self.metadata.is_stale(now, cfg.metadata_max_age_ms))
+                or (watching and now - self.metadata.last_refresh_ms >= cfg.retry_backoff_ms)
             ):
                 self._schedule_refresh()
             for node, batches in drained.items():
@@ -536,10 +544,21 @@ class ProducerEngine:
             delays = [d for d in (check.next_ready_check_delay_ms,) if d is not None]
             if wake_at is not None:
                 delays.append(wake_at - now)
+            if watching:
+                delays.append(cfg.retry_backoff_ms)
             delay = min(delays) if delays else 1000
             if delay <= 0:
                 delay = 50  # sendable but blocked (in-flight limit, muted): a response wakes us
             await self._sleep(min(delay, 1000) / 1000.0)
+
+    def _watch_unreachable(self, leaders: Mapping[TopicPartition, int | None]) -> bool:
+        """Whether an unreachable broker still leads a partition this producer has unfinished
+        batches for (forgetting brokers that lead none of them any more)."""
+        if not self._unreachable:
+            return False
+        waiting = {leaders.get(tp) for tp in self.accumulator.incomplete_partitions()}
+        self._unreachable &= waiting
+        return bool(self._unreachable)
 
     def _drainable(
         self, leaders: Mapping[TopicPartition, int | None]
@@ -709,6 +728,9 @@ class ProducerEngine:
                 code, f"Produce to broker {node} failed: {exc.code().name} {exc.details()}"
             )
             self.metadata.request_update()
+            self._unreachable.add(node)
+        else:
+            self._unreachable.discard(node)
         finally:
             self._in_flight[node] -= 1
         self._latency_sum_ms += (time.monotonic() - started) * 1000.0

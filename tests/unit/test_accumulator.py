@@ -163,6 +163,20 @@ def test_reenqueued_batch_waits_out_its_backoff(seed: int) -> None:
     assert again is batch and batch.data is not None
 
 
+def test_a_retry_goes_at_once_to_a_new_leader() -> None:
+    # KIP-951: the backoff is for the broker that failed; a moved partition retries at once.
+    acc = make(linger_ms=0, retry_backoff_ms=1000, retry_backoff_max_ms=1000)
+    put(acc, TP0)
+    batch = acc.drain(0, [1], MB, {TP0: 1})[1][0]
+    assert batch.attempt_leader == 1
+    assert acc.reenqueue(batch, now_ms=100)
+    assert acc.ready(101, {TP0: 1}).ready_nodes == ()  # same leader: waits 1000 ms
+    assert acc.drain(101, [1], MB, {TP0: 1}) == {}
+    assert acc.ready(101, {TP0: 2}).ready_nodes == (2,)
+    assert acc.drain(101, [2], MB, {TP0: 2}) == {2: [batch]}
+    assert batch.attempt_leader == 2
+
+
 def test_delivery_timeout_expires_queued_and_in_flight_batches() -> None:
     acc = make(linger_ms=0, delivery_timeout_ms=1000)
     put(acc, TP0, now_ms=0)

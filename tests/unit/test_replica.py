@@ -539,3 +539,20 @@ def test_produce_request_completes_when_every_partition_is_done() -> None:
         ("a-0", ErrorCode.NONE), ("b-0", ErrorCode.REQUEST_TIMED_OUT),
         ("c-0", ErrorCode.NOT_ENOUGH_REPLICAS)))
     assert join.on_completion("a-0", 1, ErrorCode.NONE) is None and len(join) == 0
+
+
+def test_a_fenced_follower_stops_holding_back_the_high_watermark() -> None:
+    # Follower 3 was caught up when it died; the controller fences it and drops it from the
+    # ISR. The leader must not keep waiting for it to "rejoin" until replica.lag.time.max.ms.
+    r = make_leader(isr=(1, 2, 3), min_isr=2, now_ms=0)
+    fetch(r, 2, 0, now_ms=1)
+    fetch(r, 3, 0, now_ms=1)
+    r.on_leader_append(5, now_ms=2)
+    op = r.add_delayed_produce(required_offset=5, deadline_ms=30_000)
+    assert r.become_leader(reg((1, 2), partition_epoch=2), local_leo=5, now_ms=3)
+    fetch(r, 2, 5, now_ms=4)
+    assert r.completions() == () and r.high_watermark == 0  # 3 still looks about to rejoin
+    change = r.on_follower_ineligible(3, now_ms=5)
+    assert change == HighWatermarkChange(0, 5)
+    assert r.completions() == (ProduceCompletion(op, ErrorCode.NONE),)
+    assert r.on_follower_ineligible(3, now_ms=6) is None  # already known
