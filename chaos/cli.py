@@ -13,8 +13,14 @@ The cluster is the one `rafka cluster up` started (its cluster.json, found by --
 actors by name (`LocalCluster.attach`) and drives a `FaultInjector` (chaos/faults.py).
 Leaders and coordinators are resolved through the brokers' metadata. Pauses outlive the
 command, so their pids are kept in `<data-dir>/chaos-state.json` for a later `resume`.
-`--history FILE` appends each fault as a `FaultOp` line (chaos/history.py). `consumer:`
-targets need a workload's consumer group and are refused here.
+`--history FILE` appends each fault as a `FaultOp` line (chaos/history.py).
+
+`consumer:NAME` targets are refused here, with an error saying why: chaos reaches a consumer
+through its actor (to kill, pause or set its fault table), and an ad hoc cluster has no
+consumer actors known by name (`rafka cluster up` starts none; `rafka consume` and
+applications are plain client processes, not Ray actors). Faults on group members, network
+partitions included, work on a workload's group: `FaultInjector(consumers=group)` with a
+`VerifiableConsumerGroup` (chaos/workloads/consumer.py), as `rafka chaos run` does.
 
 `register` returns the `chaos` sub-command set so other chaos commands (`run`) can join it.
 """
@@ -81,6 +87,7 @@ def run_fault(args: argparse.Namespace, out: Output) -> int:
     from chaos.history import HistoryWriter  # noqa: PLC0415
     from cluster.launcher import LocalCluster, _connect  # noqa: PLC0415
 
+    _refuse_consumers(args)
     info = read_cluster_file(args.cluster, args.data_dir)
     if info is None:
         raise CliError(f"no running cluster {args.cluster!r} (no cluster.json; start one with "
@@ -107,6 +114,29 @@ def run_fault(args: argparse.Namespace, out: Output) -> int:
             history.close()
         ray.shutdown()
     return 0
+
+
+def _refuse_consumers(args: argparse.Namespace) -> None:
+    """Raise CliError for a `consumer:` target: an ad hoc cluster's consumers are unreachable."""
+    from chaos.targets import TargetKind, parse_targets  # noqa: PLC0415
+
+    for attr in ("target", "side_a", "side_b", "peers"):
+        spec = getattr(args, attr, None)
+        if not spec:
+            continue
+        try:
+            specs = parse_targets(spec)
+        except ValueError:
+            continue  # reported as a bad target by the injector
+        consumers = [ts.text for ts in specs if ts.kind is TargetKind.CONSUMER]
+        if consumers:
+            raise CliError(
+                f"{args.action} {', '.join(consumers)}: the consumers of an ad hoc cluster are "
+                "not reachable by name (`rafka cluster up` starts no consumer actors; "
+                "`rafka consume` and applications are plain client processes, not Ray actors "
+                "whose fault table chaos could set). Consumer faults need a workload's "
+                "consumer group: `rafka chaos run`, or FaultInjector(consumers=...) with a "
+                "chaos.workloads VerifiableConsumerGroup.")
 
 
 def _apply(args: argparse.Namespace, injector: FaultInjector, out: Output) -> None:

@@ -6,6 +6,7 @@
     paused = injector.pause("follower:orders/0")    # SIGSTOP of the actor's process
     injector.resume(paused)                          # SIGCONT
     injector.partition("controller:leader")         # vs every other actor, both ways
+    injector.partition("consumer:c0")               # a group member cut off from the cluster
     injector.heal()
     injector.restore()                               # end of a run: resume, heal, restart all
 
@@ -32,6 +33,13 @@ take back: `restart(kill("leader:t/0"))` restarts the broker that was killed, wh
   process with an empty table) on restart, so a partition outlives a bounce of its members.
   `slow` sets a delay on each side's outgoing calls (so a round trip pays it twice, once each
   way); it keeps a drop already set on the link.
+  Consumer members (`ConsumerActor`s of the workload's group, reached through the handle's
+  `member_handle`) take part like brokers: a member is named `consumer-<NAME>` in tables and
+  stamps that name on its calls. It serves nothing and has no address, so on a broker's side
+  its link is the calls it makes: `partition` drops them there (and the member's own table
+  drops its calls to the broker's name and address), `slow` delays them as they come in. The
+  default other side of a member is every broker and controller: it is cut off from the
+  cluster, stops heartbeating and its partitions move to the other members.
 - Disk faults (`torn_write`, `corrupt_tail`): the broker must be down; chaos/disk_faults.py
   damages the last batch of the partition's active segment, and the restart's recovery must
   cut there.
@@ -89,6 +97,10 @@ class ConsumerGroupHandle(Protocol):
     def restart_member(self, name: str) -> None: ...
 
     def member_pid(self, name: str) -> int: ...
+
+    def member_handle(self, name: str) -> Any:
+        """The running member's actor, with the chaos hooks (LookupError: not running)."""
+        ...
 
 
 @dataclass(slots=True)
@@ -399,14 +411,14 @@ class FaultInjector:
         """Drop every call between each actor of `side_a` and each of `side_b`, both ways.
 
         Args:
-            side_a, side_b: specs or targets (brokers, controllers); `side_b` None: every other
-                broker and controller of the cluster.
+            side_a, side_b: specs or targets (brokers, controllers, consumer members);
+                `side_b` None: every other broker and controller of the cluster.
 
         Raises:
-            ValueError: a consumer target, or an actor on both sides.
+            ValueError: an actor on both sides (or consumers without a group handle).
         """
-        a = self._network_targets(side_a)
-        b = self._network_targets(side_b) if side_b is not None else self._others(a)
+        a = self.resolve(side_a)
+        b = self.resolve(side_b) if side_b is not None else self._others(a)
         if set(a) & set(b):
             raise ValueError(f"partition: {targets_text(sorted(set(a) & set(b), key=str))} "
                              "on both sides")
@@ -425,12 +437,13 @@ class FaultInjector:
         """Delay calls between each named actor and each peer by `delay_ms`, each way.
 
         Args:
+            spec: brokers, controllers or consumer members.
             peers: specs or targets; None: every other broker and controller.
         """
         if delay_ms < 0:
             raise ValueError(f"slow: delay_ms must be >= 0, not {delay_ms}")
-        targets = self._network_targets(spec)
-        others = self._network_targets(peers) if peers is not None else self._others(targets)
+        targets = self.resolve(spec)
+        others = self.resolve(peers) if peers is not None else self._others(targets)
         for x in targets:
             for y in others:
                 if x == y:
@@ -444,21 +457,19 @@ class FaultInjector:
         self._record(FaultKind.SLOW, spec, targets, detail)
 
     def heal(self) -> None:
-        """Clear every link fault on every broker and controller (paused ones on resume)."""
+        """Clear every link fault on every broker, controller and consumer member (paused ones
+        on resume, dead ones on restart)."""
         self._links.clear()
-        actors = [Target("controller", i) for i in self.cluster.controller_ids] + \
-                 [Target("broker", i) for i in self.cluster.broker_ids]
-        self._stale.update(actors)
+        self._stale.update(self._table_owners())
         self._push_stale()
         self._record(FaultKind.HEAL, "all", [], {})
 
-    def _network_targets(self, spec: TargetsArg) -> list[Target]:
-        targets = self.resolve(spec)
-        bad = [str(t) for t in targets if t.role == "consumer"]
-        if bad:
-            raise ValueError(f"network faults act between brokers and controllers; "
-                             f"not on {', '.join(bad)}")
-        return targets
+    def _table_owners(self) -> list[Target]:
+        """Every actor whose fault table the injector may have set."""
+        members = self.consumers.member_names() if self.consumers is not None else []
+        return [Target("controller", i) for i in self.cluster.controller_ids] + \
+               [Target("broker", i) for i in self.cluster.broker_ids] + \
+               [Target("consumer", n) for n in sorted(members)]
 
     def _others(self, targets: list[Target]) -> list[Target]:
         every = [Target("controller", i) for i in self.cluster.controller_ids] + \
@@ -466,6 +477,8 @@ class FaultInjector:
         return [t for t in every if t not in targets]
 
     def _peer_names(self, target: Target) -> list[str]:
+        if target.role == "consumer":
+            return [target.actor_name]  # a client: it serves nothing, so it has no address
         if target.role == "broker":
             address = self.cluster.broker_addresses[int(target.id)]
         else:
@@ -473,9 +486,17 @@ class FaultInjector:
         return [target.actor_name, address]
 
     def _set_link(self, on: Target, peer: Target, spec: dict[str, Json], *, both: bool) -> None:
+        """Set `spec` on `on`'s calls to `peer` (`both`: and on its calls from `peer`), over
+        what the link already has. `on` never calls a consumer: its side of a one-way fault
+        to a consumer is on the calls the consumer makes to it."""
         links = self._links.setdefault(on, _Links())
         changed = self._changes.setdefault(on, _Links())
         for name in self._peer_names(peer):
+            if peer.role == "consumer" and not both:
+                merged = {**{"drop": False, "delay_ms": 0}, **links.incoming.get(name, {}),
+                          **spec}
+                links.incoming[name] = changed.incoming[name] = merged
+                continue
             merged = {**{"drop": False, "delay_ms": 0}, **links.outgoing.get(name, {}), **spec}
             links.outgoing[name] = changed.outgoing[name] = merged
             if both:
@@ -516,9 +537,11 @@ class FaultInjector:
 
     def _live_handle(self, target: Target) -> Any | None:
         """The actor's handle if it can answer now (running and not paused)."""
-        if target in self._paused or target.role == "consumer":
+        if target in self._paused:
             return None
         try:
+            if target.role == "consumer":
+                return self._need_consumers().member_handle(str(target.id))
             if target.role == "broker":
                 return self.cluster.broker_handle(int(target.id))
             return self.cluster.controller_handle(int(target.id))
@@ -647,8 +670,7 @@ class FaultInjector:
             del self._paused[target]
         self._links.clear()
         with contextlib.suppress(Exception):
-            self._stale.update([Target("controller", i) for i in self.cluster.controller_ids]
-                               + [Target("broker", i) for i in self.cluster.broker_ids])
+            self._stale.update(self._table_owners())
             self._push_stale()
         if self.nodes is not None:
             with contextlib.suppress(Exception):

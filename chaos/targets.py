@@ -55,7 +55,7 @@ class Target:
 
     @property
     def actor_name(self) -> str:
-        """The node name its fault table and its peers use (`broker-2`, `controller-1`)."""
+        """The node name its fault table and its peers use (`broker-2`, `consumer-c0`)."""
         return f"{self.role}-{self.id}"
 
 

@@ -17,6 +17,13 @@ or stops the loop (`"stop"`); the error shows in `status()`.
 Killing the actor (`ray.kill`) is a member crash: its partitions move to the others after
 session.timeout.ms, and whatever it handled but did not commit is delivered again.
 `consumed()` returns what the handler saw, for tests and chaos checkers.
+
+Network faults: the actor carries the chaos hooks of every Rafka actor (`set_link_faults`,
+`isolate_from`, `heal`, `faults`; proto/fault_transport.py), which edit the fault table of its
+process, the one its consumer's channels consult. With `node_name="consumer-<member>"` the
+actor names that table on `start()`, so its calls carry the name (`rafka-from`) and brokers
+can drop or delay calls from it; chaos (chaos/faults.py) cuts a member off from the brokers by
+setting both sides. Without a name its calls are anonymous: only its own table can cut it.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ import ray
 from clients.consumer.consumer import Consumer
 from clients.errors import WakeupError
 from clients.types import Record, TopicPartition
+from proto.fault_transport import FAULTS, ActorChaosHooks
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +48,7 @@ __all__ = ["ConsumerActor", "ConsumerService"]
 ConsumedRecord = tuple[str, int, int, Any, Any]  # topic, partition, offset, key, value
 
 
-class ConsumerService:
+class ConsumerService(ActorChaosHooks):
     """The actor's body (a plain class; `ConsumerActor` is its Ray form).
 
     Args:
@@ -55,6 +63,9 @@ class ConsumerService:
         listener / pattern: passed to `Consumer.subscribe`.
         on_commit: `on_commit(consumer, offsets, error)` after each commit the actor makes
             (offsets: what was committed, None on error), e.g. for a chaos history.
+        node_name: this member's name in fault tables (`consumer-<member>`), given to the
+            process's table on `start()` ("" = leave the table's name alone). Process-wide:
+            meant for the actor form, which has a process of its own.
         **config: consumer configs (snake_case or a `config=` dict).
     """
 
@@ -64,7 +75,8 @@ class ConsumerService:
                  listener: Any = None, pattern: str | None = None,
                  on_commit: Callable[[Any, dict[TopicPartition, int] | None,
                                       BaseException | None], Any] | None = None,
-                 config: dict[str, Any] | None = None, **kafka_config: Any) -> None:
+                 node_name: str = "", config: dict[str, Any] | None = None,
+                 **kafka_config: Any) -> None:
         if commit not in ("batch", "auto"):
             raise ValueError(f"commit must be 'batch' or 'auto', got {commit!r}")
         if on_error not in ("retry", "skip", "stop"):
@@ -79,6 +91,7 @@ class ConsumerService:
         self._poll_timeout = poll_timeout
         self._listener = listener
         self._on_commit = on_commit
+        self._node_name = node_name
         self._config = dict(config or {})
         self._kafka_config = dict(kafka_config, group_id=group_id)
         if commit == "batch":
@@ -107,6 +120,8 @@ class ConsumerService:
                 keeps running).
         """
         if self._thread is None:
+            if self._node_name:
+                FAULTS.local_name = self._node_name  # before the consumer opens a channel
             self._stop.clear()
             self._thread = threading.Thread(target=self._run, name="consumer-actor",
                                             daemon=True)

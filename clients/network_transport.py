@@ -93,7 +93,8 @@ class BrokerNetwork:
         retry_backoff_ms: pause between rounds over all brokers in `refresh_metadata`.
         reconnect_backoff_ms, reconnect_backoff_max_ms: how soon a channel to a broker that
             went away tries again (`reconnect.backoff.ms`, `reconnect.backoff.max.ms`).
-        local_name: this client's name for fault injection ("" = anonymous).
+        local_name: this client's name for fault injection, stamped on its calls ("" = the
+            process table's name, e.g. `consumer-<member>` in a ConsumerActor).
     """
 
     def __init__(
@@ -129,7 +130,8 @@ class BrokerNetwork:
         entry = self._channels.get(address)
         if entry is None:
             channel = grpc.aio.insecure_channel(
-                address, options=self._options, interceptors=client_interceptors(peer, address)
+                address, options=self._options,
+                interceptors=client_interceptors(peer, address, local_name=self.local_name),
             )
             entry = (channel, broker_pb2_grpc.BrokerStub(channel))
             self._channels[address] = entry

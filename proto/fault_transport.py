@@ -15,6 +15,9 @@ each request message on the client and each incoming message on the server.
 Peers are named by node name (`broker-2`, `controller-1`, `consumer-x`) or by address
 (`127.0.0.1:40123`). Clients stamp their own node name on every call (`rafka-from` metadata) so the
 server side can match incoming calls by name: a caller's source port says nothing about who it is.
+The name stamped is the table's `local_name` (each shell names its process's table: `broker-<id>`,
+`controller-<id>`, `consumer-<member>` for a group member's `ConsumerActor`), unless a channel
+is given its own (`client_interceptors(..., local_name=)`).
 """
 
 from __future__ import annotations
@@ -127,38 +130,40 @@ def _with_from(details: grpc.aio.ClientCallDetails, local_name: str) -> grpc.aio
     )
 
 
-class _UnaryUnaryFaults(grpc.aio.UnaryUnaryClientInterceptor):
-    def __init__(self, table: FaultTable, names: tuple[str, ...]) -> None:
+class _ClientFaults:
+    """What every client interceptor holds: the table, the peer's names, the name to stamp."""
+
+    def __init__(self, table: FaultTable, names: tuple[str, ...], local_name: str = "") -> None:
         self._table = table
         self._names = names
+        self._local_name = local_name
 
+    @property
+    def _stamp(self) -> str:
+        # Read per call: a shell may name its process's table after its channels exist.
+        return self._local_name or self._table.local_name
+
+
+class _UnaryUnaryFaults(_ClientFaults, grpc.aio.UnaryUnaryClientInterceptor):
     async def intercept_unary_unary(
         self, continuation: Callable[..., Any], client_call_details: grpc.aio.ClientCallDetails,
         request: Any,
     ) -> Any:
         await _apply_outgoing(self._table, self._names, _method_name(client_call_details))
-        return await continuation(_with_from(client_call_details, self._table.local_name), request)
+        return await continuation(_with_from(client_call_details, self._stamp), request)
 
 
-class _UnaryStreamFaults(grpc.aio.UnaryStreamClientInterceptor):
-    def __init__(self, table: FaultTable, names: tuple[str, ...]) -> None:
-        self._table = table
-        self._names = names
-
+class _UnaryStreamFaults(_ClientFaults, grpc.aio.UnaryStreamClientInterceptor):
     async def intercept_unary_stream(
         self, continuation: Callable[..., Any], client_call_details: grpc.aio.ClientCallDetails,
         request: Any,
     ) -> Any:
         await _apply_outgoing(self._table, self._names, _method_name(client_call_details))
-        return await continuation(_with_from(client_call_details, self._table.local_name), request)
+        return await continuation(_with_from(client_call_details, self._stamp), request)
 
 
-class _StreamStreamFaults(grpc.aio.StreamStreamClientInterceptor):
+class _StreamStreamFaults(_ClientFaults, grpc.aio.StreamStreamClientInterceptor):
     """Checks the table when the stream opens, then again for every request and response."""
-
-    def __init__(self, table: FaultTable, names: tuple[str, ...]) -> None:
-        self._table = table
-        self._names = names
 
     async def intercept_stream_stream(
         self, continuation: Callable[..., Any], client_call_details: grpc.aio.ClientCallDetails,
@@ -167,7 +172,7 @@ class _StreamStreamFaults(grpc.aio.StreamStreamClientInterceptor):
         method = _method_name(client_call_details)
         await _apply_outgoing(self._table, self._names, method)
         link = _StreamLink(self._table, self._names, method)
-        call = await continuation(_with_from(client_call_details, self._table.local_name),
+        call = await continuation(_with_from(client_call_details, self._stamp),
                                   link.requests(request_iterator))
         return link.responses(call)
 
@@ -227,13 +232,19 @@ def _method_name(details: grpc.aio.ClientCallDetails) -> str:
 
 
 def client_interceptors(
-    peer: str, address: str = "", table: FaultTable | None = None
+    peer: str, address: str = "", table: FaultTable | None = None, *, local_name: str = ""
 ) -> list[grpc.aio.ClientInterceptor]:
-    """Interceptors for a channel to `peer` (its node name) at `address`."""
+    """Interceptors for a channel to `peer` (its node name) at `address`.
+
+    Args:
+        table: the fault table consulted (None: the process-wide `FAULTS`).
+        local_name: the name stamped on this channel's calls ("" = the table's `local_name`).
+    """
     names = tuple(n for n in (peer, address) if n)
     chosen = table if table is not None else FAULTS
-    return [_UnaryUnaryFaults(chosen, names), _UnaryStreamFaults(chosen, names),
-            _StreamStreamFaults(chosen, names)]
+    return [_UnaryUnaryFaults(chosen, names, local_name),
+            _UnaryStreamFaults(chosen, names, local_name),
+            _StreamStreamFaults(chosen, names, local_name)]
 
 
 class _ServerFaults(grpc.aio.ServerInterceptor):

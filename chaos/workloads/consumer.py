@@ -14,7 +14,10 @@ What is recorded (chaos/history.py, `ConsumerOp`):
 - `commit`: each commit the actor makes, `ok` with the committed offsets, `fail` with the
   error (a refused commit never counts as a position).
 
-The group implements chaos.faults' `ConsumerGroupHandle` (kill, restart, pids by name).
+The group implements chaos.faults' `ConsumerGroupHandle` (kill, restart, pids and actor
+handles by name). Member `NAME` runs with the fault-table node name `consumer-NAME` (the name a
+`consumer:NAME` target has, chaos/targets.py), so chaos can cut it off from the brokers: its
+own table drops its calls, and the brokers' tables drop calls stamped with that name.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from chaos.history import (
     CommittedOffset, ConsumerFn, ConsumerOp, Event, FinalRead, HistoryWriter, OpType,
     PolledRecord, iter_history,
 )
+from chaos.targets import Target
 from chaos.workloads.clock import RunClock
 from clients.types import TopicPartition
 
@@ -200,6 +204,13 @@ class VerifiableConsumerGroup:
             raise LookupError(f"consumer {name} is not running")
         return slot.pid
 
+    def member_handle(self, name: str) -> Any:
+        """The running member's actor (its chaos hooks set its fault table)."""
+        slot = self._slots[name]
+        if slot.handle is None:
+            raise LookupError(f"consumer {name} is not running")
+        return slot.handle
+
     # -- lifecycle --
 
     def start(self) -> None:
@@ -220,7 +231,8 @@ class VerifiableConsumerGroup:
         handle: Any = ConsumerActor.options(**options).remote(  # type: ignore[attr-defined]
             recorder, [self.topic], group_id=self.group, bootstrap_servers=self._servers,
             batch=True, listener=recorder, on_commit=recorder.on_commit, keep_records=False,
-            poll_timeout=0.2, client_id=f"chaos-{slot.name}", **self._config)
+            poll_timeout=0.2, client_id=f"chaos-{slot.name}",
+            node_name=Target("consumer", slot.name).actor_name, **self._config)
         ray.get(handle.start.remote(), timeout=30)
         slot.pid = int(ray.get(handle.pid.remote(), timeout=30))
         slot.handle = handle

@@ -97,6 +97,9 @@ class _FakeGroup:
     def member_pid(self, name: str) -> int:
         return 1
 
+    def member_handle(self, name: str) -> object:
+        raise LookupError(f"consumer {name} is not running")
+
 
 def test_fixed_ids_resolve_without_metadata_and_unknown_ids_are_refused() -> None:
     injector = FaultInjector(_FakeCluster(), rng=random.Random(1))  # type: ignore[arg-type]
@@ -193,3 +196,20 @@ def test_stale_metadata_naming_a_killed_leader_is_refused() -> None:
     with pytest.raises(LookupError, match="broker:2, which is killed"):
         injector.resolve("coordinator:g")
     assert victim == Target("broker", 2)
+
+
+@pytest.mark.parametrize("argv", [
+    ["chaos", "partition", "consumer:c0"],
+    ["chaos", "partition", "broker:1", "broker:2,consumer:c1"],
+    ["chaos", "slow", "broker:1", "--delay-ms", "50", "--peers", "consumer:random"],
+    ["chaos", "kill", "consumer:c0"],
+])
+def test_the_cli_says_why_it_cannot_reach_the_consumers_of_an_ad_hoc_cluster(
+        argv: list[str], tmp_path: object, capsys: pytest.CaptureFixture[str]) -> None:
+    from cluster.cli import build_parser, run_client_command
+
+    # Refused before looking for the cluster (none exists at this data dir).
+    args = build_parser().parse_args([*argv, "--data-dir", str(tmp_path)])
+    assert run_client_command(args) != 0
+    err = capsys.readouterr().err
+    assert "not reachable by name" in err and "consumer:" in err, err

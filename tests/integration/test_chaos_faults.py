@@ -2,7 +2,8 @@
 
 Each test drives a `LocalCluster` through a `FaultInjector` that records into a history file,
 and waits (deadline polls) for what the fault must cause: a new partition or controller
-leader, an ISR that shrinks and grows back, a broker that serves again after its log was torn.
+leader, an ISR that shrinks and grows back, a broker that serves again after its log was torn,
+a group member cut off from the brokers whose partitions move to the others until it rejoins.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import os
 import random
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -22,8 +24,10 @@ import ray
 from chaos.faults import FaultInjector
 from chaos.history import FaultOp, HistoryWriter, read_history
 from chaos.targets import Target
+from chaos.workloads.clock import RunClock
+from chaos.workloads.consumer import VerifiableConsumerGroup
 from clients import Admin, NewTopic, Producer
-from clients.types import PartitionInfo
+from clients.types import PartitionInfo, TopicPartition
 from cluster.launcher import LocalCluster
 
 FAST = {
@@ -191,6 +195,133 @@ def test_a_torn_write_is_cut_on_restart_and_the_broker_serves_again(
     ops = faults_of(history)
     assert [op.f.value for op in ops] == ["kill", "torn-write", "restart"]
     assert ops[1].target == str(victim) and ops[1].detail["partitions"] == [[TOPIC, 0]]
+
+
+GROUP_FAST = {**FAST, "offsets.topic.num.partitions": 3, "group.initial.rebalance.delay.ms": 0,
+              "group.min.session.timeout.ms": 500}
+SESSION_MS = 3000
+REBALANCE_SLACK_S = 4.0
+
+
+def produce(cluster: LocalCluster, topic: str, partitions: int, per_partition: int,
+            ) -> dict[TopicPartition, int]:
+    """`per_partition` records to each partition; the end offset of each."""
+    ends: dict[TopicPartition, int] = {}
+    with Producer(bootstrap_servers=cluster.bootstrap_servers, acks="all",
+                  linger_ms=0) as producer:
+        futures = [producer.send(topic, b"v%d" % n, partition=p)
+                   for p in range(partitions) for n in range(per_partition)]
+        for future in futures:
+            md = future.result(timeout=20)
+            tp = TopicPartition(topic, md.partition)
+            ends[tp] = max(ends.get(tp, 0), md.offset + 1)
+    return ends
+
+
+def test_a_member_cut_off_from_the_brokers_loses_its_partitions_and_rejoins_after_heal(
+        local_cluster: Callable[..., LocalCluster], admin_for: Callable[[LocalCluster], Admin],
+        tmp_path: Path, seed: int) -> None:
+    topic, name = "members", "cutoff"
+    cluster = local_cluster(brokers=3, controllers=1, broker_config=GROUP_FAST,
+                            log_level="WARNING")
+    admin = admin_for(cluster)
+    admin.create_topics([NewTopic(topic, 3, 2)])
+    cluster.wait_for(lambda: all(p.leader is not None for p in
+                                 admin.describe_topics([topic])[topic].partitions),
+                     BOUND_S, what="leaders for every partition")
+    ends = produce(cluster, topic, 3, 5)
+    group = VerifiableConsumerGroup(cluster.bootstrap_servers, topic, name, tmp_path / "group",
+                                    RunClock(), members=3, namespace=cluster.namespace,
+                                    config={"session_timeout_ms": SESSION_MS})
+    history = tmp_path / "history.jsonl"
+
+    def status(member: str) -> dict[str, Any]:
+        return group.statuses()[member] or {}
+
+    def members_known() -> set[str]:
+        described = admin.describe_consumer_groups([name])[name]
+        return {m.client_id for m in described.members} if described.state == "Stable" \
+            else set()
+
+    try:
+        group.start()
+        group.wait_assigned(3, BOUND_S)
+        cluster.wait_for(lambda: group.caught_up(ends), BOUND_S, what="the first records")
+        with HistoryWriter(history) as writer, FaultInjector(
+                cluster, history=writer, rng=random.Random(seed), admin=admin,
+                consumers=group) as chaos:
+            before = status("c0")["generation"]
+            chaos.partition("consumer:c0")  # vs every broker and controller
+            cut_at = time.monotonic()
+            c0_table = ray.get(group.member_handle("c0").faults.remote(), timeout=10)
+            for b in cluster.broker_ids:
+                assert c0_table["outgoing"][f"broker-{b}"]["drop"]
+                assert c0_table["outgoing"][cluster.broker_addresses[b]]["drop"]
+                assert table(cluster, b)["incoming"]["consumer-c0"]["drop"]
+
+            # No heartbeat gets through: the coordinator expires c0, the others take over.
+            def others_own_all() -> bool:
+                sts = [status(m) for m in ("c1", "c2")]
+                owned = {tuple(tp) for st in sts for tp in st.get("assignment", ())}
+                gens = {int(st.get("generation", -1)) for st in sts}
+                return len(owned) == 3 and len(gens) == 1 and min(gens) > before
+
+            cluster.wait_for(others_own_all, SESSION_MS / 1000 + REBALANCE_SLACK_S,
+                             what=f"c1 and c2 own c0's partitions (seed={seed})")
+            took = time.monotonic() - cut_at
+            print(f"rebalance after a member was cut off: {took * 1000:.0f} ms "
+                  f"(session.timeout.ms={SESSION_MS})")
+            assert members_known() == {"chaos-c1", "chaos-c2"}
+
+            chaos.heal()
+            assert ray.get(group.member_handle("c0").faults.remote(), timeout=10) == \
+                {"outgoing": {}, "incoming": {}}
+            assert all(table(cluster, b) == {"outgoing": {}, "incoming": {}}
+                       for b in cluster.broker_ids)
+            handled = status("c0")["processed"]
+
+            # c0 rejoins and gets a share; the group consumes what comes next, c0 included.
+            cluster.wait_for(lambda: members_known() == {"chaos-c0", "chaos-c1", "chaos-c2"}
+                             and bool(status("c0")["assignment"]), BOUND_S,
+                             what=f"c0 back in the group with partitions (seed={seed})")
+            ends = produce(cluster, topic, 3, 5)
+            cluster.wait_for(lambda: group.caught_up(ends), BOUND_S,
+                             what="records after the heal consumed and committed")
+            cluster.wait_for(lambda: status("c0")["processed"] > handled, BOUND_S,
+                             what="c0 consuming again")
+
+            # The brokers' side alone cuts c0 off too: its calls carry its node name.
+            for b in cluster.broker_ids:
+                ray.get(cluster.broker_handle(b).set_link_faults.remote(
+                    incoming={"consumer-c0": {"drop": True}}), timeout=10)
+            cluster.wait_for(lambda: members_known() == {"chaos-c1", "chaos-c2"},
+                             SESSION_MS / 1000 + REBALANCE_SLACK_S,
+                             what="c0 expired by the brokers' tables alone")
+            chaos.heal()  # clears every table, those set behind the injector's back too
+
+            # A member restarted while cut off starts with the partition's table, not clean.
+            chaos.partition("consumer:c1", "broker:*")
+            chaos.restart("consumer:c1")
+            c1_table = ray.get(group.member_handle("c1").faults.remote(), timeout=10)
+            assert all(c1_table["outgoing"][f"broker-{b}"]["drop"] for b in cluster.broker_ids)
+            assert "controller-1" not in c1_table["outgoing"]
+            # A slow member link: its calls wait on its side and again as they come in.
+            chaos.slow("consumer:c2", 50, "broker:1")
+            c2_table = ray.get(group.member_handle("c2").faults.remote(), timeout=10)
+            assert c2_table["outgoing"]["broker-1"] == {"drop": False, "delay_ms": 50}
+            assert table(cluster, 1)["incoming"]["consumer-c2"] == {"drop": False, "delay_ms": 50}
+            chaos.heal()
+            assert all(ray.get(group.member_handle(m).faults.remote(), timeout=10) ==
+                       {"outgoing": {}, "incoming": {}} for m in group.member_names())
+    finally:
+        group.stop(timeout_s=5.0)
+    ops = faults_of(history)
+    assert [(op.f.value, op.target) for op in ops] == [
+        ("partition", "consumer:c0"), ("heal", "all"), ("heal", "all"),
+        ("partition", "consumer:c1"), ("restart", "consumer:c1"), ("slow", "consumer:c2"),
+        ("heal", "all")]
+    assert set(ops[0].detail["side_b"]) == (  # type: ignore[arg-type]
+        {"controller:1"} | {f"broker:{b}" for b in cluster.broker_ids})
 
 
 def _rafka(*args: str, cwd: Path, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:

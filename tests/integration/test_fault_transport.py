@@ -94,6 +94,32 @@ def test_outgoing_fault_matches_by_address_too() -> None:
     asyncio.run(scenario())
 
 
+def test_a_channel_stamps_its_own_name_or_the_table_name_read_at_call_time() -> None:
+    async def scenario() -> None:
+        server_table = FaultTable("broker-1")
+        server, address = await _start_server(server_table)
+        process = FaultTable()  # a process whose shell names its table after channels exist
+        named = grpc.aio.insecure_channel(address, interceptors=client_interceptors(
+            "broker-1", address, process, local_name="consumer-x"))
+        anonymous = grpc.aio.insecure_channel(
+            address, interceptors=client_interceptors("broker-1", address, process))
+        try:
+            server_table.set_incoming("consumer-x", LinkFault(drop=True))
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await _call(named, b"a")
+            assert "from consumer-x dropped" in (info.value.details() or "")
+            assert await _call(anonymous, b"b") == b"echo:b"  # no name: no match
+            process.local_name = "consumer-x"
+            with pytest.raises(grpc.aio.AioRpcError):
+                await _call(anonymous, b"c")
+        finally:
+            await named.close()
+            await anonymous.close()
+            await server.stop(None)
+
+    asyncio.run(scenario())
+
+
 def test_delayed_link_still_delivers() -> None:
     async def scenario() -> None:
         server_table = FaultTable("broker-1")
