@@ -28,7 +28,7 @@ import time
 
 import ray
 
-from cluster.launcher import LocalCluster, unique_name
+from cluster.launcher import RAY_SYSTEM_CONFIG, LocalCluster, unique_name
 
 POLL_S = 0.005
 CATCH_UP_TIMEOUT_S = 30.0
@@ -76,7 +76,7 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
 
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
-             logging_level=logging.WARNING)
+             logging_level=logging.WARNING, _system_config=RAY_SYSTEM_CONFIG)
     try:
         with LocalCluster(brokers=0, controllers=3, name=unique_name("bench-failover"),
                           election_timeout_ms=args.election_timeout_ms,

@@ -32,7 +32,7 @@ from typing import Any, cast
 import grpc
 import ray
 
-from cluster.launcher import LocalCluster, unique_name
+from cluster.launcher import RAY_SYSTEM_CONFIG, LocalCluster, unique_name
 from proto import controller_pb2 as pb
 from proto import controller_pb2_grpc
 
@@ -87,7 +87,7 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
 
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
-             logging_level=logging.WARNING)
+             logging_level=logging.WARNING, _system_config=RAY_SYSTEM_CONFIG)
     try:
         with LocalCluster(brokers=0, controllers=3, name=unique_name("bench-commit"),
                           election_timeout_ms=args.election_timeout_ms,

@@ -20,6 +20,8 @@ from typing import Any
 
 import ray
 
+from cluster.launcher import RAY_SYSTEM_CONFIG
+
 log = logging.getLogger(__name__)
 
 RESOURCE = "rafka-node-{}"
@@ -49,7 +51,7 @@ class RayNodes:
         assert not ray.is_initialized(), "RayNodes starts its own Ray: none may run here"
         self._cluster = Cluster(initialize_head=True, head_node_args={
             "num_cpus": 2, "resources": {RESOURCE.format(HEAD): _CAPACITY},
-            "include_dashboard": False})
+            "include_dashboard": False, "_system_config": RAY_SYSTEM_CONFIG})
         for k in range(1, self.workers + 1):
             self._nodes[k] = self._add(k)
         self._nodes[HEAD] = self._cluster.head_node

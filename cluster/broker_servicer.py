@@ -4,6 +4,10 @@ Each data method is decode → core (through `ReplicaRuntime`) → encode, with 
 this edge: a `RafkaError` becomes its code on every partition of the request; anything else is
 logged with its traceback and answered UNKNOWN_SERVER_ERROR per partition; serving continues.
 ReplicaFetch, a follower's stream of Fetches, answers each one through Fetch, in order.
+ProduceStream, a producer's stream of Produces, answers each one through Produce as soon as it
+completes (tagged with its correlation_id), so an acks=all request waiting for the ISR does not
+hold back the ones behind it; the producer bounds how many are open
+(max.in.flight.requests.per.connection).
 Metadata, CreateTopics, DeleteTopics, CreatePartitions, DescribeConfigs,
 IncrementalAlterConfigs, ElectLeaders and InitProducerId are one-line delegations to
 `AdminHandlers`; the ten group RPCs (FindCoordinator ... DeleteGroups) are one-line delegations
@@ -14,17 +18,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 from cluster.admin_handlers import AdminHandlers
-from cluster.broker_metrics import account_fetch, account_produce
+from cluster.broker_metrics import account_fetch, account_produce, node_name
 from cluster.group_servicer import GroupHandlers
 from cluster.replica_manager import LeaderHint
 from cluster.replica_runtime import FetchPartitionSpec, FetchSpec, ReplicaRuntime
 from proto import broker_pb2 as pb
 from proto import broker_pb2_grpc
 from proto.errors import ErrorCode, RafkaError
+from proto.metrics_transport import method_metrics
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +56,8 @@ class BrokerServicer(broker_pb2_grpc.BrokerServicer):
         self._runtime = runtime
         self._admin = admin
         self._groups = groups
-        self._streams: set[asyncio.Task[Any]] = set()  # open ReplicaFetch handlers
+        self._streams: set[asyncio.Task[Any]] = set()  # open ReplicaFetch/ProduceStream handlers
+        self._stream_produce_metrics = method_metrics(node_name(broker_id), "Produce")
 
     # -- data plane --
 
@@ -78,6 +85,44 @@ class BrokerServicer(broker_pb2_grpc.BrokerServicer):
                                  log_start_offset=r.log_start_offset)
             _set_leader(p, r.current_leader)
         return response
+
+    async def ProduceStream(self, request_iterator: AsyncIterator[pb.ProduceRequest],
+                            context: Any) -> AsyncIterator[pb.ProduceResponse]:
+        """A producer's stream of Produces, each answered when done (see the module docstring)."""
+        task = asyncio.current_task()
+        if task is not None:
+            self._streams.add(task)
+        answers: asyncio.Queue[pb.ProduceResponse | None] = asyncio.Queue()
+        open_requests: set[asyncio.Task[None]] = set()
+        metrics = self._stream_produce_metrics
+
+        async def answer(request: pb.ProduceRequest) -> None:
+            started = time.perf_counter()
+            response = await self.Produce(request, context)
+            metrics.done(started, response)
+            response.correlation_id = request.correlation_id
+            answers.put_nowait(response)
+
+        async def read() -> None:
+            try:
+                async for request in request_iterator:
+                    t = asyncio.get_running_loop().create_task(answer(request))
+                    open_requests.add(t)
+                    t.add_done_callback(open_requests.discard)
+                if open_requests:  # the producer is done writing: answer what it sent
+                    await asyncio.gather(*open_requests, return_exceptions=True)
+            finally:
+                answers.put_nowait(None)
+
+        reader = asyncio.get_running_loop().create_task(read())
+        try:
+            while (response := await answers.get()) is not None:
+                yield response
+        finally:
+            reader.cancel()
+            for t in list(open_requests):
+                t.cancel()
+            self._streams.discard(task)  # type: ignore[arg-type]
 
     @staticmethod
     def _produce_error(request: pb.ProduceRequest, error: RafkaError) -> pb.ProduceResponse:

@@ -34,7 +34,7 @@ from cluster.replica_manager import FollowerEntry
 from proto import broker_pb2, broker_pb2_grpc
 from proto.broker_config import BrokerConfig
 from proto.channel_options import GRPC_OPTIONS, reconnect_options
-from proto.fault_transport import FaultTable, client_interceptors
+from proto.fault_transport import FaultTable, client_interceptors, close_stream_call
 
 log = logging.getLogger(__name__)
 
@@ -74,23 +74,7 @@ class _ReplicaFetchStream:
         return response  # type: ignore[no-any-return]
 
     def close(self) -> None:
-        self._call.cancel()
-        # A call that had already ended (the leader died) ignores cancel(), and gRPC's task
-        # feeding the intercepted request side would wait forever for another write, to be
-        # garbage-collected while pending (an asyncio error in the log). Ending the writes
-        # lets it finish.
-        task = asyncio.get_running_loop().create_task(self._end_writes())
-        _CLOSING.add(task)
-        task.add_done_callback(_CLOSING.discard)
-
-    async def _end_writes(self) -> None:
-        try:
-            await asyncio.wait_for(self._call.done_writing(), 1.0)
-        except (Exception, asyncio.CancelledError):  # noqa: BLE001 - best effort on a dead call
-            pass
-
-
-_CLOSING: set[asyncio.Task[None]] = set()  # strong references until they finish
+        close_stream_call(self._call)
 
 
 class FetcherManager:

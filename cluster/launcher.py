@@ -86,6 +86,11 @@ log = logging.getLogger(__name__)
 CLUSTER_FILE = "cluster.json"
 DEFAULT_DATA_ROOT = ".rafka"  # `rafka cluster up` without --data-dir: ./.rafka/<name>
 RAY_HEAD_START_TIMEOUT_S = 60.0
+# Ray runs its worker processes at nice 15 (`worker_niceness`), right for batch tasks that should
+# yield to the driver. Brokers and controllers are servers: at nice 15 any busy process on the
+# machine, the clients included, starves them (CFS weight 36 against 1024) and every request
+# waits behind it. Every Ray that Rafka starts runs its actors at nice 0.
+RAY_SYSTEM_CONFIG: dict[str, Any] = {"worker_niceness": 0}
 
 Handle = ActorHandle[Any]  # a ControllerActor or BrokerActor handle
 
@@ -409,11 +414,13 @@ class LocalCluster:
     def _init_ray(self) -> None:
         if ray.is_initialized():
             return  # one Ray per process (a test session, the CLI): reuse it, never shut it down
+        starts_ray = self._address in (None, "local")  # else: join a Ray that others started
         ray.init(
             address=self._address or "local",
             namespace=self.namespace,
             include_dashboard=False,
             logging_level=logging.WARNING,
+            _system_config=RAY_SYSTEM_CONFIG if starts_ray else None,
         )
         self._owns_ray = True
 
@@ -878,7 +885,8 @@ def start_ray_head(data_dir: Path) -> RayHead:
     log_file = data_dir / "ray-head.log"
     cmd = [str(ray_bin), "start", "--head", "--block", f"--port={port}", f"--temp-dir={temp_dir}",
            "--include-dashboard=false", "--disable-usage-stats"]
-    env = dict(os.environ, RAY_AUTH_MODE=_ray_auth_mode())
+    env = dict(os.environ, RAY_AUTH_MODE=_ray_auth_mode(),
+               RAY_worker_niceness=str(RAY_SYSTEM_CONFIG["worker_niceness"]))
     with open(log_file, "ab") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env,
                                 stdin=subprocess.DEVNULL, start_new_session=True)

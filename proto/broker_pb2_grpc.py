@@ -47,6 +47,11 @@ class BrokerStub:
                 request_serializer=proto_dot_broker__pb2.ProduceRequest.SerializeToString,
                 response_deserializer=proto_dot_broker__pb2.ProduceResponse.FromString,
                 _registered_method=True)
+        self.ProduceStream = channel.stream_stream(
+                '/rafka.Broker/ProduceStream',
+                request_serializer=proto_dot_broker__pb2.ProduceRequest.SerializeToString,
+                response_deserializer=proto_dot_broker__pb2.ProduceResponse.FromString,
+                _registered_method=True)
         self.Fetch = channel.unary_unary(
                 '/rafka.Broker/Fetch',
                 request_serializer=proto_dot_broker__pb2.FetchRequest.SerializeToString,
@@ -172,6 +177,16 @@ class BrokerServicer:
 
     def Produce(self, request, context):
         """Key 0: append one record batch per partition, for many partitions.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ProduceStream(self, request_iterator, context):
+        """Key 0 for producers: one long-lived stream per producer → broker. Each request is handled
+        exactly like a Produce; its response carries the request's correlation_id and may overtake
+        an earlier one (an acks=-1 request waits for the ISR, the next may not). It saves a call per
+        request, which on this transport costs more than the append itself.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -339,6 +354,11 @@ def add_BrokerServicer_to_server(servicer, server):
                     request_deserializer=proto_dot_broker__pb2.ProduceRequest.FromString,
                     response_serializer=proto_dot_broker__pb2.ProduceResponse.SerializeToString,
             ),
+            'ProduceStream': grpc.stream_stream_rpc_method_handler(
+                    servicer.ProduceStream,
+                    request_deserializer=proto_dot_broker__pb2.ProduceRequest.FromString,
+                    response_serializer=proto_dot_broker__pb2.ProduceResponse.SerializeToString,
+            ),
             'Fetch': grpc.unary_unary_rpc_method_handler(
                     servicer.Fetch,
                     request_deserializer=proto_dot_broker__pb2.FetchRequest.FromString,
@@ -503,6 +523,33 @@ class Broker:
             request,
             target,
             '/rafka.Broker/Produce',
+            proto_dot_broker__pb2.ProduceRequest.SerializeToString,
+            proto_dot_broker__pb2.ProduceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ProduceStream(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/rafka.Broker/ProduceStream',
             proto_dot_broker__pb2.ProduceRequest.SerializeToString,
             proto_dot_broker__pb2.ProduceResponse.FromString,
             options,

@@ -226,6 +226,30 @@ class _StreamLink:
             call.cancel()  # no-op once finished; ends the RPC when the reader goes away
 
 
+def close_stream_call(call: Any) -> None:
+    """Cancel a client stream-stream call opened through `client_interceptors`, and end its
+    writes.
+
+    A call that had already ended (its server died) ignores `cancel()`, and gRPC's task feeding
+    the intercepted request side would wait forever for another write, to be garbage-collected
+    while pending (an asyncio error in the log). Ending the writes lets it finish.
+    """
+    call.cancel()
+    task = asyncio.get_running_loop().create_task(_end_writes(call))
+    _CLOSING.add(task)
+    task.add_done_callback(_CLOSING.discard)
+
+
+async def _end_writes(call: Any) -> None:
+    try:
+        await asyncio.wait_for(call.done_writing(), 1.0)
+    except (Exception, asyncio.CancelledError):  # noqa: BLE001 - best effort on a dead call
+        pass
+
+
+_CLOSING: set[asyncio.Task[None]] = set()  # strong references until they finish
+
+
 def _method_name(details: grpc.aio.ClientCallDetails) -> str:
     method = details.method
     return method.decode() if isinstance(method, bytes) else str(method)

@@ -77,6 +77,12 @@ class _MethodMetrics:
         m.REQUEST_ERRORS.inc(1, {"node": self.node, "request": self.request, "error": name})
 
 
+def method_metrics(node: str, request: str) -> _MethodMetrics:
+    """Counters for requests a handler receives inside a stream (one call, many requests),
+    which the interceptor, counting calls, does not see."""
+    return _MethodMetrics(node, request)
+
+
 class MetricsServerInterceptor(grpc.aio.ServerInterceptor):
     """Counts and times every call on the server it is installed on.
 

@@ -46,6 +46,7 @@ from clients.producer.accumulator import (
     ProducerBatch,
     RecordAccumulator,
 )
+from clients.producer.produce_stream_transport import ProduceStream
 from clients.producer.sequences import NO_SEQUENCE
 from clients.types import UNKNOWN_PARTITION, Header, RecordMetadata, TopicPartition
 from proto import broker_pb2
@@ -68,6 +69,19 @@ _METADATA_RETRY_TOPIC_CODES = (
 
 
 _monotonic = time.monotonic
+
+
+def _network_error(node: int, exc: BaseException) -> RafkaError:
+    """The retriable error of a request that got no answer from broker `node`."""
+    if isinstance(exc, grpc.aio.AioRpcError):
+        code = _NETWORK_RETRY_CODES.get(exc.code(), ErrorCode.NETWORK_EXCEPTION)
+        return RafkaError.for_code(
+            code, f"Produce to broker {node} failed: {exc.code().name} {exc.details()}")
+    if isinstance(exc, TimeoutError):
+        return RafkaError.for_code(
+            ErrorCode.REQUEST_TIMED_OUT, f"Produce to broker {node}: no answer in time")
+    return RafkaError.for_code(
+        ErrorCode.NETWORK_EXCEPTION, f"Produce to broker {node} failed: {exc!r}")
 
 
 def _now_ms() -> int:
@@ -263,6 +277,7 @@ class ProducerEngine:
         # leads a partition, metadata is asked again every retry.backoff.ms to find its
         # successor, whatever the retries' own backoffs.
         self._unreachable: set[int] = set()
+        self._streams: dict[int, ProduceStream] = {}  # broker → its ProduceStream call
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread = -1
@@ -698,6 +713,16 @@ class ProducerEngine:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def _stream(self, node: int, stub: Any) -> ProduceStream:
+        """The open ProduceStream to a broker; a new one if the last broke or the broker
+        moved (a new stub)."""
+        stream = self._streams.get(node)
+        if stream is None or stream.broken or stream.stub is not stub:
+            if stream is not None:
+                stream.close()
+            stream = self._streams[node] = ProduceStream(stub, self.network.call_metadata)
+        return stream
+
     async def _fire_and_forget(self, stub: Any, request: broker_pb2.ProduceRequest) -> None:
         try:
             await stub.Produce(
@@ -715,18 +740,13 @@ class ProducerEngine:
         results: dict[TopicPartition, broker_pb2.ProduceResponse.PartitionProduceResponse] = {}
         network_error: RafkaError | None = None
         try:
-            response = await stub.Produce(
-                request, timeout=self.network.timeout_s + 1.0,
-                metadata=self.network.call_metadata,
-            )
+            response = await self._stream(node, stub).produce(
+                request, self.network.timeout_s + 1.0)
             for topic in response.topics:
                 for part in topic.partitions:
                     results[TopicPartition(topic.name, part.partition_index)] = part
-        except grpc.aio.AioRpcError as exc:
-            code = _NETWORK_RETRY_CODES.get(exc.code(), ErrorCode.NETWORK_EXCEPTION)
-            network_error = RafkaError.for_code(
-                code, f"Produce to broker {node} failed: {exc.code().name} {exc.details()}"
-            )
+        except Exception as exc:  # noqa: BLE001 - every way a request can fail on the wire
+            network_error = _network_error(node, exc)
             self.metadata.request_update()
             self._unreachable.add(node)
         else:
@@ -937,6 +957,9 @@ class ProducerEngine:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        for stream in self._streams.values():
+            stream.close()
+        self._streams.clear()
         await self.network.close()
         self._client_metrics.close()
 

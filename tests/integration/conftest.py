@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import ray
 
-from cluster.launcher import LocalCluster, unique_name
+from cluster.launcher import RAY_SYSTEM_CONFIG, LocalCluster, unique_name
 
 
 @pytest.fixture(scope="session")
@@ -31,6 +31,7 @@ def ray_session() -> Iterator[None]:
         include_dashboard=False,
         namespace="rafka-tests",
         logging_level=logging.WARNING,
+        _system_config=RAY_SYSTEM_CONFIG,
     )
     try:
         yield

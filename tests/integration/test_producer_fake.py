@@ -1,7 +1,7 @@
 """Producer against in-process fake brokers (real gRPC, a scripted Broker servicer).
 
-The fake brokers answer Metadata, InitProducerId and Produce from one shared, scripted cluster
-state, so these tests pin the client's behaviour (batching, partitioning, retries on leader
+The fake brokers answer Metadata, InitProducerId and Produce (also over ProduceStream) from one
+shared, scripted cluster state, so these tests pin the client's behaviour (batching, partitioning, retries on leader
 change, splitting, futures, flush/close) without the broker side. Tests against real
 BrokerServers are in test_producer.py.
 """
@@ -47,6 +47,9 @@ class FakeCluster:
     sequences: dict[tuple[str, int], int] = field(default_factory=dict)
     store_records: bool = True  # False: count only (client benchmarks)
     counts: dict[tuple[str, int], int] = field(default_factory=lambda: defaultdict(int))
+    # > 0: each ProduceStream call fails with UNAVAILABLE after answering this many requests
+    stream_requests_before_abort: int = 0
+    streams_opened: int = 0
 
     def add_topic(self, name: str, partitions: int, brokers: list[int]) -> None:
         for p in range(partitions):
@@ -128,6 +131,19 @@ class FakeBroker(broker_pb2_grpc.BrokerServicer):
                         log.append((record.timestamp, record.key, record.value))
         return response
 
+    async def ProduceStream(self, request_iterator, context):  # noqa: N802
+        with self.cluster.lock:
+            self.cluster.streams_opened += 1
+        answered = 0
+        limit = self.cluster.stream_requests_before_abort
+        async for request in request_iterator:  # in order: this Produce never waits
+            if limit and answered == limit:
+                await context.abort(grpc.StatusCode.UNAVAILABLE, "stream cut by the test")
+            response = await self.Produce(request, context)
+            response.correlation_id = request.correlation_id
+            answered += 1
+            yield response
+
 
 class FakeBrokers:
     """N fake brokers on one asyncio loop in a background thread."""
@@ -200,6 +216,25 @@ def test_send_resolves_futures_with_increasing_offsets(brokers: FakeBrokers) -> 
         assert len(brokers.cluster.logs[("orders", partition)]) == len(offsets)
     assert sum(len(v) for v in per_partition.values()) == 1000
     assert brokers.cluster.produce_requests < 1000 // 5  # batched
+
+
+def test_a_broken_produce_stream_is_reopened_and_nothing_is_lost_or_doubled(
+    brokers: FakeBrokers,
+) -> None:
+    # Every ProduceStream call dies after 3 answers, with a request unanswered: the producer
+    # fails what was waiting, opens a new stream and retries (idempotent: in order, once each).
+    brokers.cluster.add_topic("s", 1, [1])
+    brokers.cluster.stream_requests_before_abort = 3
+    with _producer(brokers, linger_ms=0, retry_backoff_ms=10) as producer:
+        futures = []
+        for i in range(40):
+            futures.append(producer.send("s", b"v%d" % i))
+            if i % 4 == 3:
+                producer.flush(15)  # many small requests, so streams break often
+        offsets = [f.result(15).offset for f in futures]
+    assert offsets == list(range(40))
+    assert [v for _, _, v in brokers.cluster.logs[("s", 0)]] == [b"v%d" % i for i in range(40)]
+    assert brokers.cluster.streams_opened >= 3  # it did break, more than once
 
 
 def test_keys_explicit_partitions_headers_and_timestamps(brokers: FakeBrokers) -> None:

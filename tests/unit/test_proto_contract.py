@@ -25,8 +25,10 @@ CONTROLLER_RPCS = {
     "FetchMetadata", "AlterPartition", "CreateTopics", "DeleteTopics", "CreatePartitions",
     "IncrementalAlterConfigs", "AllocateProducerIds", "ElectLeaders", "DescribeQuorum",
 }
-# The one streaming RPC: followers send their Fetches over a long-lived bidirectional stream.
-STREAMING_RPCS = {("Broker", "ReplicaFetch"): ("FetchRequest", "FetchResponse")}
+# The streaming RPCs: followers send their Fetches, producers their Produces, over long-lived
+# bidirectional streams.
+STREAMING_RPCS = {("Broker", "ReplicaFetch"): ("FetchRequest", "FetchResponse"),
+                  ("Broker", "ProduceStream"): ("ProduceRequest", "ProduceResponse")}
 # Brokers forward these to the controller unchanged, so both services must use one message type.
 FORWARDED_RPCS = {
     "CreateTopics", "DeleteTopics", "CreatePartitions", "IncrementalAlterConfigs", "ElectLeaders",
