@@ -3,7 +3,8 @@
 Each data method is decode → core (through `ReplicaRuntime`) → encode, with its one `try` at
 this edge: a `RafkaError` becomes its code on every partition of the request; anything else is
 logged with its traceback and answered UNKNOWN_SERVER_ERROR per partition; serving continues.
-ReplicaFetch, a follower's stream of Fetches, answers each one through Fetch, in order.
+ReplicaFetch, a follower's stream of Fetches, and FetchStream, a consumer's, answer each one
+through Fetch, in order.
 ProduceStream, a producer's stream of Produces, answers each one through Produce as soon as it
 completes (tagged with its correlation_id), so an acks=all request waiting for the ISR does not
 hold back the ones behind it; the producer bounds how many are open
@@ -58,6 +59,7 @@ class BrokerServicer(broker_pb2_grpc.BrokerServicer):
         self._groups = groups
         self._streams: set[asyncio.Task[Any]] = set()  # open ReplicaFetch/ProduceStream handlers
         self._stream_produce_metrics = method_metrics(node_name(broker_id), "Produce")
+        self._stream_fetch_metrics = method_metrics(node_name(broker_id), "Fetch")
 
     # -- data plane --
 
@@ -140,11 +142,18 @@ class BrokerServicer(broker_pb2_grpc.BrokerServicer):
         task = asyncio.current_task()
         if task is not None:
             self._streams.add(task)
+        metrics = self._stream_fetch_metrics
         try:
             async for request in request_iterator:
-                yield await self.Fetch(request, context)
+                started = time.perf_counter()
+                response = await self.Fetch(request, context)
+                metrics.done(started, response)
+                yield response
         finally:
             self._streams.discard(task)  # type: ignore[arg-type]
+
+    # A consumer's fetch stream is served the same way (Fetch tells the two kinds apart).
+    FetchStream = ReplicaFetch
 
     def end_streams(self) -> None:
         """End every open follower stream, so a stopping server need not wait out its grace."""

@@ -34,7 +34,8 @@ from cluster.replica_manager import FollowerEntry
 from proto import broker_pb2, broker_pb2_grpc
 from proto.broker_config import BrokerConfig
 from proto.channel_options import GRPC_OPTIONS, reconnect_options
-from proto.fault_transport import FaultTable, client_interceptors, close_stream_call
+from proto.fault_transport import FaultTable, client_interceptors
+from proto.stream_transport import OrderedStream, StreamEndedError
 
 log = logging.getLogger(__name__)
 
@@ -55,26 +56,6 @@ class FetchSource(Protocol):
                                 data: broker_pb2.FetchResponse.PartitionData) -> None: ...
 
     def broker_address(self, broker_id: int) -> str | None: ...
-
-
-class _ReplicaFetchStream:
-    """One open ReplicaFetch call: `fetch` writes a request and reads its response."""
-
-    def __init__(self, stub: broker_pb2_grpc.BrokerStub) -> None:
-        self.stub = stub
-        self._call = stub.ReplicaFetch()
-
-    async def fetch(self, request: broker_pb2.FetchRequest,
-                    timeout_s: float) -> broker_pb2.FetchResponse:
-        async with asyncio.timeout(timeout_s):  # raises TimeoutError
-            await self._call.write(request)
-            response = await self._call.read()
-        if response is grpc.aio.EOF:
-            raise EOFError("the leader ended the ReplicaFetch stream")
-        return response  # type: ignore[no-any-return]
-
-    def close(self) -> None:
-        close_stream_call(self._call)
 
 
 class FetcherManager:
@@ -130,7 +111,7 @@ class FetcherManager:
 
     async def _run(self, leader: int) -> None:
         log.info("[broker %d] fetcher from broker %d started", self.broker_id, leader)
-        stream: _ReplicaFetchStream | None = None
+        stream: OrderedStream | None = None
         try:
             while True:
                 entries = self._source.follower_entries(leader)
@@ -148,13 +129,12 @@ class FetcherManager:
                     if not self._config.replica_fetch_stream_enable:
                         response = await stub.Fetch(request, timeout=timeout_s)
                     else:
-                        if stream is None or stream.stub is not stub:
+                        if stream is None or stream.broken or stream.stub is not stub:
                             if stream is not None:
                                 stream.close()  # the leader moved to a new address
-                            stream = _ReplicaFetchStream(stub)
-                        response = await stream.fetch(request, timeout_s)
-                except (grpc.aio.AioRpcError, TimeoutError, EOFError,
-                        asyncio.InvalidStateError) as exc:
+                            stream = OrderedStream(stub, stub.ReplicaFetch)
+                        response = await stream.request(request, timeout_s)
+                except (grpc.aio.AioRpcError, TimeoutError, StreamEndedError) as exc:
                     log.debug("[broker %d] fetch from %d failed: %s", self.broker_id, leader,
                               exc.code().name if isinstance(exc, grpc.aio.AioRpcError)
                               else repr(exc))

@@ -62,6 +62,11 @@ class BrokerStub:
                 request_serializer=proto_dot_broker__pb2.FetchRequest.SerializeToString,
                 response_deserializer=proto_dot_broker__pb2.FetchResponse.FromString,
                 _registered_method=True)
+        self.FetchStream = channel.stream_stream(
+                '/rafka.Broker/FetchStream',
+                request_serializer=proto_dot_broker__pb2.FetchRequest.SerializeToString,
+                response_deserializer=proto_dot_broker__pb2.FetchResponse.FromString,
+                _registered_method=True)
         self.ListOffsets = channel.unary_unary(
                 '/rafka.Broker/ListOffsets',
                 request_serializer=proto_dot_broker__pb2.ListOffsetsRequest.SerializeToString,
@@ -202,6 +207,14 @@ class BrokerServicer:
     def ReplicaFetch(self, request_iterator, context):
         """Key 1 for followers: one long-lived stream per follower → leader broker. Each request is
         handled exactly like a follower Fetch and answered in order; it saves a call per fetch.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def FetchStream(self, request_iterator, context):
+        """Key 1 for consumers: the same, one long-lived stream per consumer → broker, answered in
+        order (a consumer has one fetch in flight per broker).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -366,6 +379,11 @@ def add_BrokerServicer_to_server(servicer, server):
             ),
             'ReplicaFetch': grpc.stream_stream_rpc_method_handler(
                     servicer.ReplicaFetch,
+                    request_deserializer=proto_dot_broker__pb2.FetchRequest.FromString,
+                    response_serializer=proto_dot_broker__pb2.FetchResponse.SerializeToString,
+            ),
+            'FetchStream': grpc.stream_stream_rpc_method_handler(
+                    servicer.FetchStream,
                     request_deserializer=proto_dot_broker__pb2.FetchRequest.FromString,
                     response_serializer=proto_dot_broker__pb2.FetchResponse.SerializeToString,
             ),
@@ -604,6 +622,33 @@ class Broker:
             request_iterator,
             target,
             '/rafka.Broker/ReplicaFetch',
+            proto_dot_broker__pb2.FetchRequest.SerializeToString,
+            proto_dot_broker__pb2.FetchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FetchStream(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/rafka.Broker/FetchStream',
             proto_dot_broker__pb2.FetchRequest.SerializeToString,
             proto_dot_broker__pb2.FetchResponse.FromString,
             options,

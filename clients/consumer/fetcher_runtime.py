@@ -1,8 +1,9 @@
 """The consumer's asyncio engine: prefetching Fetch RPCs, offset resets and ListOffsets.
 
-`FetchEngine` drives the `Fetcher` core on one event loop: it keeps one Fetch RPC in flight per
+`FetchEngine` drives the `Fetcher` core on one event loop: it keeps one Fetch in flight per
 leader broker (covering all that broker's fetchable partitions, long-polling with
-fetch.min.bytes / fetch.max.wait.ms), so records are buffered before `poll` asks for them.
+fetch.min.bytes / fetch.max.wait.ms), so records are buffered before `poll` asks for them. The
+Fetches to a broker travel over one FetchStream call (a message each, not a call each).
 Partitions with buffered data are not fetched again until drained (the bound on prefetch).
 Lazy resets (seek_to_beginning/end, auto.offset.reset, OFFSET_OUT_OF_RANGE) are answered by
 ListOffsets. A leadership error or a failed RPC triggers a metadata refresh, rate-limited by
@@ -36,6 +37,7 @@ from clients.types import TopicPartition
 from proto import broker_pb2
 from proto.errors import ErrorCode, RafkaError, error_class
 from proto.metrics_runtime import start_export
+from proto.stream_transport import OrderedStream, StreamEndedError
 
 log = logging.getLogger(__name__)
 
@@ -229,6 +231,7 @@ class FetchEngine:
         self.data_ready = asyncio.Event()  # set when records, errors or resets may be ready
         self._task: asyncio.Task[None] | None = None
         self._fetches: set[asyncio.Task[None]] = set()
+        self._streams: dict[int, OrderedStream] = {}  # broker → its FetchStream call
         self._reset_task: asyncio.Task[None] | None = None
         self._need_metadata = True
         self._next_metadata_ms = 0
@@ -257,6 +260,9 @@ class FetchEngine:
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        for stream in self._streams.values():
+            stream.close()
+        self._streams.clear()
         self._task = None
 
     async def _run(self) -> None:
@@ -295,10 +301,8 @@ class FetchEngine:
     async def _fetch(self, spec: FetchRequestSpec) -> None:
         timeout_s = (spec.max_wait_ms + self._config.request_timeout_ms) / 1000
         try:
-            resp = await self._network.stub(spec.node_id).Fetch(
-                fetch_request_pb(spec), timeout=timeout_s,
-                metadata=self._network.call_metadata)
-        except (grpc.RpcError, RafkaError, KeyError) as exc:
+            resp = await self._stream(spec.node_id).request(fetch_request_pb(spec), timeout_s)
+        except (grpc.RpcError, RafkaError, KeyError, TimeoutError, StreamEndedError) as exc:
             log.debug("fetch from broker %d failed: %r", spec.node_id, exc)
             await asyncio.sleep(self._config.retry_backoff_ms / 1000)
             self._fetcher.on_fetch_failed(spec)
@@ -312,6 +316,22 @@ class FetchEngine:
         if outcome.records_buffered or self._fetcher.pending_errors():
             self.data_ready.set()
         self._wake.set()
+
+    def _stream(self, node_id: int) -> OrderedStream:
+        """The open FetchStream to a broker; a new one if the last broke or the broker moved.
+
+        Raises:
+            KeyError: the broker is not in the current metadata.
+        """
+        stub = self._network.stub(node_id)
+        stream = self._streams.get(node_id)
+        if stream is None or stream.broken or stream.stub is not stub:
+            if stream is not None:
+                stream.close()
+            metadata = self._network.call_metadata
+            stream = self._streams[node_id] = OrderedStream(
+                stub, lambda: stub.FetchStream(metadata=metadata))
+        return stream
 
     async def _resolve_resets(self) -> None:
         try:

@@ -25,10 +25,11 @@ CONTROLLER_RPCS = {
     "FetchMetadata", "AlterPartition", "CreateTopics", "DeleteTopics", "CreatePartitions",
     "IncrementalAlterConfigs", "AllocateProducerIds", "ElectLeaders", "DescribeQuorum",
 }
-# The streaming RPCs: followers send their Fetches, producers their Produces, over long-lived
-# bidirectional streams.
+# The streaming RPCs: followers and consumers send their Fetches, producers their Produces, over
+# long-lived bidirectional streams.
 STREAMING_RPCS = {("Broker", "ReplicaFetch"): ("FetchRequest", "FetchResponse"),
-                  ("Broker", "ProduceStream"): ("ProduceRequest", "ProduceResponse")}
+                  ("Broker", "ProduceStream"): ("ProduceRequest", "ProduceResponse"),
+                  ("Broker", "FetchStream"): ("FetchRequest", "FetchResponse")}
 # Brokers forward these to the controller unchanged, so both services must use one message type.
 FORWARDED_RPCS = {
     "CreateTopics", "DeleteTopics", "CreatePartitions", "IncrementalAlterConfigs", "ElectLeaders",
