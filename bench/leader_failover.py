@@ -8,7 +8,9 @@ Setup: a LocalCluster with the default broker timings (heartbeat 500 ms, session
 topic of 1 partition, RF=3, min.insync.replicas=2, a Producer (acks=all, idempotent,
 linger.ms=0, retry.backoff.ms=50) sending one record every 2 ms with a callback that stamps each
 ack. Each trial: steady traffic, `ray.kill` the leader, keep sending; the figure is the first
-ack time (perf_counter_ns) of a record sent after the kill, minus the kill time. The killed
+ack time (perf_counter_ns) of a record sent after the kill, minus the kill time. The kill time
+is when the leader's process is gone (`kill_broker` waits for it): records sent while ray.kill
+was still on its way are acked by the old leader and say nothing about failover. The killed
 broker is restarted and rejoins the ISR between trials. The target (issue 4) is
 broker.session.timeout.ms + 1 s: the controller fences a silent broker only after the session
 timeout (counted from its last heartbeat, so up to one heartbeat interval less), so that
@@ -64,8 +66,8 @@ def _trial(cluster: LocalCluster, producer: Producer) -> float:
     try:
         cluster.wait_for(lambda: len(acks) > 200, 30.0, what="steady traffic")
         leader = _leader(cluster)
+        cluster.kill_broker(leader)  # returns once the process is gone
         killed = time.perf_counter_ns()
-        cluster.kill_broker(leader)
 
         def first_after() -> int | None:
             with lock:

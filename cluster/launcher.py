@@ -209,6 +209,39 @@ def stop_actors(handles: dict[str, Handle], grace_s: float) -> None:
             ray.kill(handle, no_restart=True)
 
 
+def kill_and_wait(handle: Handle, pid: int | None, *, what: str, timeout_s: float = 10.0) -> None:
+    """`ray.kill` an actor and return once its process is gone.
+
+    ray.kill only asks the raylet, which kills the worker a few milliseconds later; a broker
+    "killed" at time T must not acknowledge anything after T (chaos histories and the failover
+    benchmark take T as the moment of death). A zombie counts as gone.
+    """
+    ray.kill(handle, no_restart=True)
+    if pid is None:
+        return
+    deadline = time.monotonic() + timeout_s
+    while _process_alive(pid):
+        if time.monotonic() > deadline:
+            log.warning("%s (pid %d) still alive %.0fs after ray.kill", what, pid, timeout_s)
+            return
+        time.sleep(0.002)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    except OSError:  # no /proc: ask the kernel (a zombie then still counts as alive)
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+    return state not in ("Z", "X")
+
+
 def stop_actor(handle: Handle, grace_s: float, *, what: str) -> None:
     """`stop_actors` for one actor."""
     stop_actors({what: handle}, grace_s)
@@ -562,7 +595,7 @@ class LocalCluster:
         handle, slot.handle = slot.handle, None
         if handle is None:
             raise LookupError(f"controller {node_id} is not running")
-        ray.kill(handle, no_restart=True)
+        kill_and_wait(handle, slot.pid, what=controller_actor_name(node_id))
         log.info("cluster %s: killed controller %d (pid %s)", self.name, node_id, slot.pid)
 
     def stop_controller(self, node_id: int) -> None:
@@ -742,7 +775,7 @@ class LocalCluster:
         handle, slot.handle = slot.handle, None
         if handle is None:
             raise LookupError(f"broker {broker_id} is not running")
-        ray.kill(handle, no_restart=True)
+        kill_and_wait(handle, slot.pid, what=broker_actor_name(broker_id))
         log.info("cluster %s: killed broker %d (pid %s)", self.name, broker_id, slot.pid)
 
     def stop_broker(self, broker_id: int) -> None:

@@ -40,6 +40,7 @@ from chaos.history import (
 from chaos.targets import Target
 from chaos.workloads.clock import RunClock
 from clients.types import TopicPartition
+from cluster.launcher import kill_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -189,7 +190,7 @@ class VerifiableConsumerGroup:
         handle, slot.handle = slot.handle, None
         if handle is None:
             raise LookupError(f"consumer {name} is not running")
-        ray.kill(handle, no_restart=True)
+        kill_and_wait(handle, slot.pid, what=f"consumer {name}")
         log.info("chaos: killed consumer %s (pid %s)", name, slot.pid)
 
     def restart_member(self, name: str) -> None:
