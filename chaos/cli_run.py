@@ -60,7 +60,8 @@ def add_run_parser(actions: Any) -> argparse.ArgumentParser:
 
 
 def run_command(args: argparse.Namespace, out: Any = None) -> int:
-    """Run the scenario; prints the verdict table; 0 if valid, 1 on any violation."""
+    """Run the scenario; prints the verdict table; 0 if valid, 1 on any violation, 130 if
+    interrupted (Ctrl-C)."""
     import random
 
     from chaos.report import render_table
@@ -75,7 +76,12 @@ def run_command(args: argparse.Namespace, out: Any = None) -> int:
         acks=args.acks, idempotent=not args.no_idempotence, producers=args.producers,
         rate_per_s=args.rate, consumers=args.consumers, unclean=args.unclean,
         ack_bounds_ms={"kill:leader": args.ack_bound_ms}, keep_data=args.keep_data)
-    result = run_chaos(config)
+    try:
+        result = run_chaos(config)
+    except KeyboardInterrupt:  # run_chaos tore its cluster down on the way out
+        print(f"interrupted: no verdict; the history so far is in {config.output}",
+              file=sys.stderr)
+        return 130
     print(render_table(result.report))
     print(f"ops {result.ops}  faults {result.faults}  report {result.output / 'report.json'}")
     for line in result.skipped:

@@ -377,7 +377,9 @@ class HistoryWriter:
     """Appends events to a JSON-lines file; each line is flushed as it is written.
 
     Thread-safe: workload threads and the nemesis share one writer, and the lock makes the
-    file order the order in which `append` was called. Usable as a context manager.
+    file order the order in which `append` was called. Usable as a context manager. Events
+    appended after `close` (a late delivery callback of an interrupted run) are dropped and
+    counted in `dropped`: the history ended when it was closed.
     """
 
     def __init__(self, path: str | Path, *, append: bool = False) -> None:
@@ -386,11 +388,14 @@ class HistoryWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._file: IO[str] | None = self.path.open("a" if append else "w", encoding="utf-8")
+        self.dropped = 0
 
     def append(self, event: Event) -> None:
         line = json.dumps(event.to_json(), separators=(",", ":"), sort_keys=False)
         with self._lock:
-            assert self._file is not None, f"history {self.path} is closed"
+            if self._file is None:
+                self.dropped += 1
+                return
             self._file.write(line + "\n")
             self._file.flush()
 

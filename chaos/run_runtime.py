@@ -272,12 +272,14 @@ class _Run:
             group.stop()
         finally:
             progress.stop()
-            injector.release()
-            for p in producers:
-                p.stop(drain_timeout_s=1.0)
-            group.stop(timeout_s=2.0)
-            observer.observe_once()
-            observer.stop()
+            try:
+                injector.release()
+            finally:  # the workloads stop even if releasing the faults failed (Ctrl-C)
+                for p in producers:
+                    p.stop(drain_timeout_s=1.0)
+                group.stop(timeout_s=2.0)
+                observer.observe_once()
+                observer.stop()
 
     def _judge(self, history: History, reads: list[FinalRead], converged: bool,
                skipped: list[str]) -> CheckReport:

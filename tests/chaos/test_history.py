@@ -115,6 +115,17 @@ def test_writer_truncates_unless_asked_to_append(tmp_path: Path) -> None:
     assert read_history(path) == History.of(EVENTS[2:3])
 
 
+def test_events_after_close_are_dropped_and_counted(tmp_path: Path) -> None:
+    # An interrupted run closes its history while late delivery callbacks still fire.
+    path = tmp_path / "history.jsonl"
+    writer = HistoryWriter(path)
+    writer.append(EVENTS[0])
+    writer.close()
+    writer.append(EVENTS[1])
+    assert writer.dropped == 1
+    assert read_history(path) == History.of(EVENTS[:1])
+
+
 def test_an_ok_send_must_say_where_it_went() -> None:
     with pytest.raises(AssertionError, match="no offset"):
         SendOp(process="p", type=OpType.OK, topic="t", partition=0, key=None, value="v",
