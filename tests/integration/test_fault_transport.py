@@ -22,12 +22,14 @@ async def _echo(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
     return b"echo:" + request
 
 
-async def _start_server(table: FaultTable) -> tuple[grpc.aio.Server, str]:
+async def _start_server(table: FaultTable, method: str = "Echo") -> tuple[grpc.aio.Server, str]:
+    """A server of one `rafka.test.Echo` method (unary Echo or bidi Stream) behind `table`."""
     server = grpc.aio.server(interceptors=server_interceptors(table))
-    handler = grpc.method_handlers_generic_handler(
-        "rafka.test.Echo",
-        {"Echo": grpc.unary_unary_rpc_method_handler(_echo, _identity, _identity)},
-    )
+    handlers = {
+        "Echo": grpc.unary_unary_rpc_method_handler(_echo, _identity, _identity),
+        "Stream": grpc.stream_stream_rpc_method_handler(_echo_stream, _identity, _identity),
+    }
+    handler = grpc.method_handlers_generic_handler("rafka.test.Echo", {method: handlers[method]})
     server.add_generic_rpc_handlers((handler,))
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
@@ -154,18 +156,6 @@ async def _echo_stream(requests: AsyncIterator[bytes],
         yield b"echo:" + request
 
 
-async def _start_stream_server(table: FaultTable) -> tuple[grpc.aio.Server, str]:
-    server = grpc.aio.server(interceptors=server_interceptors(table))
-    handler = grpc.method_handlers_generic_handler(
-        "rafka.test.Echo",
-        {"Stream": grpc.stream_stream_rpc_method_handler(_echo_stream, _identity, _identity)},
-    )
-    server.add_generic_rpc_handlers((handler,))
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    return server, f"127.0.0.1:{port}"
-
-
 def _open_stream(channel: grpc.aio.Channel) -> Any:
     return channel.stream_stream(STREAM_METHOD, request_serializer=_identity,
                                  response_deserializer=_identity)()
@@ -195,7 +185,7 @@ async def _fails_unavailable(call: Any, payload: bytes) -> str:
 def test_open_stream_is_cut_by_a_later_outgoing_drop_and_reopens_after_heal() -> None:
     async def scenario() -> None:
         client_table = FaultTable("broker-2")
-        server, address = await _start_stream_server(FaultTable("broker-1"))
+        server, address = await _start_server(FaultTable("broker-1"), "Stream")
         channel = grpc.aio.insecure_channel(
             address, interceptors=client_interceptors("broker-1", address, client_table))
         try:
@@ -217,7 +207,7 @@ def test_open_stream_is_cut_by_a_later_outgoing_drop_and_reopens_after_heal() ->
 def test_open_stream_is_cut_by_a_later_incoming_drop_on_the_server() -> None:
     async def scenario() -> None:
         server_table = FaultTable("broker-1")
-        server, address = await _start_stream_server(server_table)
+        server, address = await _start_server(server_table, "Stream")
         channel = grpc.aio.insecure_channel(
             address, interceptors=client_interceptors("broker-1", address, FaultTable("broker-2")))
         try:
@@ -239,7 +229,7 @@ def test_open_stream_is_cut_by_a_later_incoming_drop_on_the_server() -> None:
 def test_a_response_in_flight_when_the_link_is_cut_is_not_delivered() -> None:
     async def scenario() -> None:
         client_table = FaultTable("broker-2")
-        server, address = await _start_stream_server(FaultTable("broker-1"))
+        server, address = await _start_server(FaultTable("broker-1"), "Stream")
         channel = grpc.aio.insecure_channel(
             address, interceptors=client_interceptors("broker-1", address, client_table))
         try:
@@ -260,7 +250,7 @@ def test_a_response_in_flight_when_the_link_is_cut_is_not_delivered() -> None:
 def test_stream_delay_applies_to_every_message() -> None:
     async def scenario() -> None:
         client_table, server_table = FaultTable("broker-2"), FaultTable("broker-1")
-        server, address = await _start_stream_server(server_table)
+        server, address = await _start_server(server_table, "Stream")
         channel = grpc.aio.insecure_channel(
             address, interceptors=client_interceptors("broker-1", address, client_table))
         loop = asyncio.get_running_loop()
