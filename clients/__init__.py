@@ -3,12 +3,15 @@
     from clients import Producer, Consumer, Admin, NewTopic, TopicPartition
 
 Names load lazily (PEP 562), so importing a core such as `clients.types` or
-`clients.producer.accumulator` does not pull in grpc, asyncio or the engine thread.
+`clients.producer.accumulator` does not pull in the engine thread or the network code. grpc
+itself is imported first thing, with the settings of `proto.grpc_runtime`.
 """
 
 from __future__ import annotations
 
 import importlib
+
+from proto import grpc_runtime as _grpc_runtime  # noqa: F401  (sets gRPC core up before grpc loads)
 from typing import Any
 
 # public name -> module that defines it

@@ -12,6 +12,8 @@ import random
 
 import pytest
 
+from proto import grpc_runtime as _grpc_runtime  # noqa: F401  (sets gRPC core up before grpc loads)
+
 log = logging.getLogger("rafka.tests")
 
 
