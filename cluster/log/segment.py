@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import itertools
 import struct
+from bisect import bisect_left
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -63,6 +64,7 @@ _SCAN_CHUNK = 64 * 1024
 # Index entries are index.interval.bytes (4096 by default) apart: a lookup lands a few KiB
 # before its batch, so the translate scan starts with a small read.
 _TRANSLATE_CHUNK = 8 * 1024
+_TAIL_BATCHES = 512  # recent batches whose positions a segment keeps (see LogSegment.__init__)
 
 _segment_ids = itertools.count(1)
 
@@ -100,7 +102,7 @@ class LogSegment:
         "fs", "dir", "base_offset", "log", "index", "time_index", "size", "next_offset",
         "max_timestamp", "offset_of_max_timestamp", "first_batch_timestamp", "created_ms",
         "index_interval_bytes", "bytes_since_last_index_entry", "segment_id", "_suffix",
-        "indexes_full", "_entries_left",
+        "indexes_full", "_entries_left", "_tail_from", "_tail_last_offsets", "_tail_positions",
     )
 
     def __init__(self, fs: FileSystem, directory: str, base_offset: int, log: SegmentFile,
@@ -127,6 +129,13 @@ class LogSegment:
         self.indexes_full = False  # an index reached segment.index.bytes: roll (Kafka)
         self._entries_left = 0
         self._update_indexes_full()
+        # The last batches appended or indexed in this process (at most _TAIL_BATCHES), by last
+        # offset and position; every batch before them ends below `_tail_from`. Followers and
+        # consumers mostly fetch what was just appended: they find it here, not by a scan from
+        # the sparse index entry (up to index.interval.bytes of headers per fetch).
+        self._tail_from = base_offset
+        self._tail_last_offsets: list[int] = []
+        self._tail_positions: list[int] = []
 
     # -- construction --
 
@@ -209,6 +218,7 @@ class LogSegment:
         self.offset_of_max_timestamp = self.base_offset
         self.first_batch_timestamp = None
         self.bytes_since_last_index_entry = 0
+        self._forget_tail()
 
     # -- names --
 
@@ -226,6 +236,7 @@ class LogSegment:
         appended since the last entry, map this batch's last offset to its start position.
         """
         position = self.log.append_parts(parts, size)
+        self._remember_tail(last_offset, position)
         if max_timestamp > self.max_timestamp:
             self.max_timestamp = max_timestamp
             self.offset_of_max_timestamp = last_offset
@@ -249,6 +260,7 @@ class LogSegment:
 
     def index_batch(self, position: int, size: int, last_offset: int, max_timestamp: int) -> None:
         """Account for a batch already in the file at `position` (appends and rebuilds)."""
+        self._remember_tail(last_offset, position)
         if max_timestamp > self.max_timestamp:
             self.max_timestamp = max_timestamp
             self.offset_of_max_timestamp = last_offset
@@ -259,6 +271,22 @@ class LogSegment:
         if position == 0:
             self.first_batch_timestamp = max_timestamp
         self.next_offset = last_offset + 1
+
+    def _remember_tail(self, last_offset: int, position: int) -> None:
+        """Before `next_offset` moves past the batch ending at `last_offset`."""
+        last_offsets, positions = self._tail_last_offsets, self._tail_positions
+        if not positions:
+            self._tail_from = self.next_offset
+        elif len(positions) >= _TAIL_BATCHES:
+            half = _TAIL_BATCHES // 2
+            self._tail_from = last_offsets[half - 1] + 1
+            del last_offsets[:half], positions[:half]
+        last_offsets.append(last_offset)
+        positions.append(position)
+
+    def _forget_tail(self) -> None:
+        self._tail_last_offsets.clear()
+        self._tail_positions.clear()
 
     def _add_index_entry(self, last_offset: int, position: int) -> None:
         self.index.append(last_offset, position)
@@ -316,6 +344,13 @@ class LogSegment:
 
     def translate_offset(self, offset: int) -> BatchPosition | None:
         """The first batch whose last offset is ≥ `offset` (Kafka's `translateOffset`)."""
+        if offset >= self._tail_from and self._tail_positions:
+            i = bisect_left(self._tail_last_offsets, offset)
+            if i == len(self._tail_positions):
+                return None  # past the last batch
+            found = self.read_batch_position(self._tail_positions[i])
+            if found is not None:
+                return found
         _, start = self.index.lookup(offset)
         for batch in self.scan(start, chunk_bytes=_TRANSLATE_CHUNK):
             if batch.last_offset >= offset:
@@ -367,6 +402,7 @@ class LogSegment:
         if first_gone is None:
             return 0
         removed = self.size - first_gone.position
+        self._forget_tail()
         self.log.truncate(first_gone.position)
         self.size = first_gone.position
         self.index.truncate_to_position(first_gone.position)

@@ -52,7 +52,8 @@ def test_importing_rafka_first_selects_the_io_manager_transport_and_leaves_no_va
 
 
 def test_a_value_the_user_set_wins() -> None:
-    leaked, trace = _run("rafka-first", GRPC_EXPERIMENTS="event_engine_client,event_engine_listener")
+    leaked, trace = _run("rafka-first",
+                         GRPC_EXPERIMENTS="event_engine_client,event_engine_listener")
     assert "posix_endpoint.cc" in trace
     assert "tcp_posix.cc" not in trace
     assert leaked == "True"

@@ -3,6 +3,7 @@ retention, flush policy and snapshots. In-memory files unless the test is about 
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 import pytest
@@ -349,3 +350,37 @@ def test_a_full_index_rolls_the_segment() -> None:
     assert len(log.segments) > 1
     assert all(len(s.time_index) <= 2 for s in log.segments[:-1])
     assert [r for r, _ in values(log.read(0, 1 << 20).records)][0] == 0
+
+
+def test_reads_of_recent_batches_find_the_batch_that_holds_the_offset(seed: int) -> None:
+    """A segment remembers where its recent batches are (fetches of new data skip the index
+    scan). Through gaps, truncations and more batches than it remembers, a read must start with
+    the batch that holds the offset, as the segment files say."""
+    rng = random.Random(seed)
+    fs = MemFileSystem()
+    log = open_log(fs, index_interval_bytes=300)
+
+    def check() -> None:
+        batches = [b for s in log.segments
+                   for b in iter_batches(fs.read_file(s.path(".log")) or b"")]
+        assert len(batches) > 500
+        for o in range(log.log_start_offset, log.log_end_offset):
+            holder = next(b for b in batches if b.last_offset >= o)
+            first = next(iter_batches(log.read(o, 1).records))
+            assert first.base_offset == holder.base_offset
+            assert first.last_offset == holder.last_offset
+
+    epoch = 1
+    for i in range(1500):
+        step = rng.random()
+        if i == 1000:
+            check()  # the remembered tail has been trimmed, nothing truncated yet
+        if i > 1000 and step < 0.03:
+            log.truncate_to(log.log_end_offset - rng.randrange(1, 10))
+            epoch += 1
+        elif step < 0.06:  # a gap, as a follower of a compacted leader sees
+            gap = make_batch(1, base_offset=log.log_end_offset + rng.randrange(1, 5), epoch=epoch)
+            log.append_as_follower(gap, 0)
+        else:
+            log.append(make_batch(rng.randrange(1, 4), size=rng.randrange(0, 60)), epoch, 0)
+    check()
