@@ -60,6 +60,11 @@ FLUSH_CHECK_MS = 1000
 ALTER_PARTITION_TIMEOUT_S = 5.0
 
 
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
 def monotonic_ms() -> int:
     return time.monotonic_ns() // 1_000_000
 
@@ -231,13 +236,16 @@ class ReplicaRuntime:
         if purgatory.watch(fetch_id, labels, min_bytes=spec.min_bytes, available_bytes=total,
                            deadline_ms=now + spec.max_wait_ms):
             return self._read(spec)[0]
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
         self._fetch_waiters[fetch_id] = future
+        # The purgatory answers at the deadline; this timer is only the safety net. (A plain
+        # timer, not asyncio.wait_for: this runs for every long-polling fetch.)
+        safety_net = loop.call_later(spec.max_wait_ms / 1000 + 1.0, _resolve, future)
         try:
-            await asyncio.wait_for(future, spec.max_wait_ms / 1000 + 1.0)
-        except asyncio.TimeoutError:
-            pass
+            await future
         finally:
+            safety_net.cancel()
             self._fetch_waiters.pop(fetch_id, None)
             purgatory.cancel(fetch_id)
         if self._stopping:
@@ -425,8 +433,8 @@ class ReplicaRuntime:
 
     def _wake_fetch(self, fetch_id: int) -> None:
         future = self._fetch_waiters.get(fetch_id)
-        if future is not None and not future.done():
-            future.set_result(None)
+        if future is not None:
+            _resolve(future)
 
     def _process_events(self) -> None:
         events = self.manager.drain_events()
